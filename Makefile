@@ -1,0 +1,33 @@
+# Two entry points on a fresh machine:
+#   make demo   -> venv + install + speech_commands recipe on its synthetic corpus
+#   make test   -> venv + install + the whole pytest suite
+# Override the torch requirement for a GPU machine, e.g. make test TORCH="torch==2.13.0 --index-url ..."
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch first and pinned, so nothing below can pull a CUDA build on a CPU machine
+	$(VENV)/bin/pip install -q $(TORCH)
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	cd egs/speech_commands && ./run.sh --synth true
+
+# pytest exits 5 when it collects nothing; that is not a failure of the code under test.
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,35 @@
+"""nasr: neural architecture search recipes for speech."""
+from setuptools import find_packages, setup
+
+# torch is deliberately not listed: an unpinned `torch` requirement makes pip pull a
+# multi-GB CUDA build on a CPU machine.  The Makefile installs the pinned wheel first
+# (TORCH=torch==2.13.0 by default); any already-installed torch satisfies the code.
+install_requires = [
+    "numpy",
+    "scipy",
+    "soundfile",
+    "kaldi-native-fbank",
+    "kaldiio",
+    "sentencepiece",
+    "kaldifst",
+    "kaldi-decoder",
+    "kaldilm",
+    "kaldialign",
+    "espeakng-loader",
+    "pypinyin",
+    "wordfreq",
+    "pyyaml",
+    "tqdm",
+    "tensorboard",
+    "matplotlib",
+]
+
+setup(
+    name="nasr",
+    version="0.1.0",
+    description="Kaldi/ESPnet-style recipes for neural architecture search in speech",
+    packages=find_packages(include=["nasr", "nasr.*"]),
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require={"test": ["pytest", "pytest-timeout"], "graph": ["graphviz"]},
+)
