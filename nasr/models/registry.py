@@ -1,0 +1,99 @@
+"""Models chosen by name: the `model:` section of a YAML config is passed to `build_model`, its
+`name` picks the builder and every other key is a keyword argument of that builder.
+
+    model:
+      name: darts_net
+      genotype: exp/search_nas1/genotype.json
+      in_channels: 1
+      num_classes: 12
+      C: 16
+      layers: 6
+      reduction: thirds
+
+Calling convention: every model here returns ``(logits, aux_logits_or_None)`` from ``forward``
+(the hand-designed baselines always give ``None``), so training and scoring call
+``logits, aux = model(x)`` without knowing which network they hold.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Callable, Dict, Mapping
+
+from torch import nn
+
+from nasr.models.res15 import Res15
+from nasr.models.tc_resnet import tc_resnet8, tc_resnet14
+
+# Keys a `model:` section may carry that describe the input rather than the network; builders
+# never see them (model_info and the data pipeline read them).
+INPUT_KEYS = ("input_size",)
+
+
+def build_darts_net(genotype, num_classes: int, in_channels: int = 1, C: int | None = None,
+                    channels: int | None = None, layers: int = 8, reduction="every_two",
+                    auxiliary: bool = False, drop_path_prob: float = 0.0,
+                    head: str = "classifier") -> nn.Module:
+    """The evaluation network stacked from a searched genotype.
+
+    `genotype` is a path to a genotype JSON, a dict with the genotype fields, or a Genotype.
+    `C` (DARTS's name) and `channels` are the same setting, the initial channel count.
+    """
+    # Imported here so the baselines keep working while nasr.nas is being changed.
+    from nasr.models.darts_net import DartsNetwork
+
+    if C is not None and channels is not None and C != channels:
+        raise ValueError(f"darts_net: C={C} and channels={channels} disagree (give one of them)")
+    width = C if C is not None else channels
+    if width is None:
+        raise ValueError("darts_net: the initial channel count is missing (fix: set C: or channels:)")
+    return DartsNetwork(load_genotype(genotype), in_channels=in_channels, num_classes=num_classes,
+                        C=width, layers=layers, reduction=reduction, auxiliary=auxiliary,
+                        drop_path_prob=drop_path_prob, head=head)
+
+
+def load_genotype(spec):
+    """A Genotype from a path, a dict of its JSON fields, or a Genotype (returned as is)."""
+    from nasr.nas.genotype import Genotype
+
+    if isinstance(spec, Genotype):
+        return spec
+    if isinstance(spec, Mapping):
+        from_dict = getattr(Genotype, "from_dict", None)
+        return from_dict(dict(spec)) if from_dict is not None else Genotype(**spec)
+    if isinstance(spec, (str, bytes)) or hasattr(spec, "__fspath__"):
+        return Genotype.load(spec)
+    raise TypeError(f"genotype must be a JSON path, a dict or a Genotype, got {type(spec).__name__}")
+
+
+MODELS: Dict[str, Callable[..., nn.Module]] = {
+    "res15": Res15,
+    "tc_resnet14": tc_resnet14,
+    "tc_resnet8": tc_resnet8,
+    "darts_net": build_darts_net,
+}
+
+
+def _accepted_kwargs(builder: Callable) -> list:
+    params = inspect.signature(builder).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def build_model(cfg: Mapping[str, Any]) -> nn.Module:
+    """Build the model named by ``cfg["name"]`` with the other keys as keyword arguments."""
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"model config must be a mapping with a 'name' key, got {type(cfg).__name__}")
+    if "name" not in cfg:
+        raise ValueError(f"model config has no 'name' (fix: add `name:` with one of "
+                         f"{', '.join(sorted(MODELS))})")
+    name = cfg["name"]
+    if name not in MODELS:
+        raise ValueError(f"unknown model name '{name}' (known: {', '.join(sorted(MODELS))})")
+    builder = MODELS[name]
+    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k != "name" and k not in INPUT_KEYS}
+    accepted = _accepted_kwargs(builder)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"model '{name}' does not take {', '.join(unknown)} "
+                         f"(it takes: {', '.join(accepted)})")
+    return builder(**kwargs)
