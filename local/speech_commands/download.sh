@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Download and unpack Google Speech Commands (v0.01 by default, the version the DARTS-KWS paper uses).
+#
+# The archive has no top-level folder: it unpacks the word folders, _background_noise_/,
+# validation_list.txt and testing_list.txt straight into <dest-dir>.  A `.complete` marker is
+# written only after the checksum matched and tar finished, so an interrupted run is redone
+# (the download resumes from the partial file) and a finished one is skipped.
+set -euo pipefail
+
+echo "$0 $*"
+
+# Options (set before parsing; --foo-bar sets foo_bar).
+url=                # default: http://download.tensorflow.org/data/speech_commands_<version>.tar.gz
+sha256=             # default: the published checksum of that version (below)
+remove_archive=false
+
+usage() {
+  cat <<EOF
+Usage: $0 [options] <dest-dir> [v0.01|v0.02]
+ e.g.: $0 /data/speech_commands_v0.01 v0.01
+Options:
+  --url <url>               where to fetch the archive from (any URL curl/wget accept, file:// too)
+  --sha256 <hex>            expected SHA-256 of the archive (default: the published one)
+  --remove-archive <bool>   delete the .tar.gz after unpacking (default: $remove_archive)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help|-h) usage; exit 0 ;;
+    --url) url=${2:?--url needs a value}; shift 2 ;;
+    --sha256) sha256=${2:?--sha256 needs a value}; shift 2 ;;
+    --remove-archive) remove_archive=${2:?--remove-archive needs a value}; shift 2 ;;
+    --*) echo "$0: unknown option '$1'" >&2; usage >&2; exit 1 ;;
+    *) break ;;
+  esac
+done
+
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+  usage >&2
+  exit 1
+fi
+dest=$1
+version=${2:-v0.01}
+
+# Published SHA-256 sums.  v0.02: TensorFlow Datasets' url_checksums/speech_commands.txt
+# (2428923189 bytes); v0.01: torchaudio's SPEECHCOMMANDS checksum table (1488293908 bytes).
+case "$version" in
+  v0.01) default_sha256=743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d ;;
+  v0.02) default_sha256=af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58 ;;
+  *) echo "$0: unknown version '$version' (expected v0.01 or v0.02)" >&2; exit 1 ;;
+esac
+archive_name=speech_commands_${version}.tar.gz
+url=${url:-http://download.tensorflow.org/data/$archive_name}
+sha256=${sha256:-$default_sha256}
+case "$remove_archive" in true|false) ;; *)
+  echo "$0: --remove-archive must be true or false, got '$remove_archive'" >&2; exit 1 ;;
+esac
+
+if [ -f "$dest/.complete" ]; then
+  echo "$0: $dest/.complete exists, Speech Commands $version is already there; skipping."
+  exit 0
+fi
+
+mkdir -p "$dest"
+archive=$dest/$archive_name
+
+sha256_of() {
+  if command -v sha256sum >/dev/null; then
+    sha256sum "$1" | awk '{print $1}'
+  else
+    shasum -a 256 "$1" | awk '{print $1}'
+  fi
+}
+
+fetch() {  # fetch <url> <file>: resumes a partial <file>
+  if command -v curl >/dev/null; then
+    # -C - resumes; curl exits 33 when a server cannot resume, then start over.
+    curl -fL --retry 3 -C - -o "$2" "$1" || { rm -f "$2"; curl -fL --retry 3 -o "$2" "$1"; }
+  elif command -v wget >/dev/null; then
+    wget -c -O "$2" "$1"
+  else
+    echo "$0: neither curl nor wget is installed; install one, or download $1 to $archive by hand" >&2
+    return 1
+  fi
+}
+
+# An archive already in place (e.g. copied by hand) is used as is if its checksum matches.
+if [ -f "$archive" ] && [ "$(sha256_of "$archive")" = "$sha256" ]; then
+  echo "$0: $archive is already downloaded and its checksum matches."
+else
+  rm -f "$archive"
+  echo "$0: downloading $url"
+  # Download under a .part name so that a half-fetched file is never mistaken for the archive.
+  fetch "$url" "$archive.part"
+  actual=$(sha256_of "$archive.part")
+  if [ "$actual" != "$sha256" ]; then
+    echo "$0: checksum mismatch for $url: got sha256 $actual, expected $sha256." >&2
+    echo "$0: the download is corrupt or the wrong file; removed $archive.part, run again to refetch" \
+         "(or pass --sha256 if you knowingly use another copy)." >&2
+    rm -f "$archive.part"
+    exit 1
+  fi
+  mv "$archive.part" "$archive"
+fi
+
+echo "$0: unpacking $archive into $dest"
+tar -xzf "$archive" -C "$dest"
+if [ "$remove_archive" = true ]; then
+  rm -f "$archive"
+fi
+touch "$dest/.complete"
+echo "$0: done: Speech Commands $version is in $dest"
