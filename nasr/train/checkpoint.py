@@ -1,0 +1,85 @@
+"""Checkpoints: `epoch-N.pt` per epoch plus `best.pt`, written atomically, loaded with a clear error.
+
+A checkpoint holds everything needed to resume exactly: model, optimizers, schedulers, the epoch just
+finished and any extra state (architecture parameters, RNG seeds, metric history)."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_checkpoint(path, state: Dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint does not exist (fix: check the path or rerun the stage "
+                              f"that writes it)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}) "
+                              f"(fix: delete it; --resume then restarts from the previous epoch)") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a nasr checkpoint (no 'model' entry) "
+                              f"(fix: point at an epoch-N.pt or best.pt written by nasr)")
+    return state
+
+
+def list_epoch_checkpoints(exp_dir) -> List[int]:
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in exp_dir.iterdir() if (m := EPOCH_RE.match(p.name)))
+
+
+def latest_checkpoint(exp_dir) -> Optional[Path]:
+    """The newest epoch-N.pt that loads; a corrupt newest one (killed mid-write by an older tool,
+    or truncated disk) is reported and skipped so a resume falls back one epoch instead of failing."""
+    import logging
+
+    for epoch in reversed(list_epoch_checkpoints(exp_dir)):
+        p = Path(exp_dir) / f"epoch-{epoch}.pt"
+        try:
+            load_checkpoint(p)
+            return p
+        except CheckpointError as e:
+            logging.getLogger("nasr").warning("skipping %s", e)
+    return None
+
+
+def average_checkpoints(paths) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights in `paths` (integer buffers taken from the last)."""
+    states = [load_checkpoint(p)["model"] for p in paths]
+    if not states:
+        raise CheckpointError("no checkpoints to average")
+    avg = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point():
+            avg[k] = sum(s[k].double() for s in states).div(len(states)).to(v.dtype)
+        else:
+            avg[k] = v.clone()
+    return avg
