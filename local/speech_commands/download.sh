@@ -14,30 +14,19 @@ url=                # default: http://download.tensorflow.org/data/speech_comman
 sha256=             # default: the published checksum of that version (below)
 remove_archive=false
 
-usage() {
-  cat <<EOF
-Usage: $0 [options] <dest-dir> [v0.01|v0.02]
+usage="Usage: $0 [options] <dest-dir> [v0.01|v0.02]
  e.g.: $0 /data/speech_commands_v0.01 v0.01
 Options:
   --url <url>               where to fetch the archive from (any URL curl/wget accept, file:// too)
   --sha256 <hex>            expected SHA-256 of the archive (default: the published one)
-  --remove-archive <bool>   delete the .tar.gz after unpacking (default: $remove_archive)
-EOF
-}
+  --remove-archive <bool>   delete the .tar.gz after unpacking (default: $remove_archive)"
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --help|-h) usage; exit 0 ;;
-    --url) url=${2:?--url needs a value}; shift 2 ;;
-    --sha256) sha256=${2:?--sha256 needs a value}; shift 2 ;;
-    --remove-archive) remove_archive=${2:?--remove-archive needs a value}; shift 2 ;;
-    --*) echo "$0: unknown option '$1'" >&2; usage >&2; exit 1 ;;
-    *) break ;;
-  esac
-done
+# readlink -f: also right when called through a recipe's local/ symlink
+nasr_root=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
+. "$nasr_root/utils/parse_options.sh"
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-  usage >&2
+  echo "$usage" >&2
   exit 1
 fi
 dest=$1
@@ -52,10 +41,7 @@ case "$version" in
 esac
 archive_name=speech_commands_${version}.tar.gz
 url=${url:-http://download.tensorflow.org/data/$archive_name}
-sha256=${sha256:-$default_sha256}
-case "$remove_archive" in true|false) ;; *)
-  echo "$0: --remove-archive must be true or false, got '$remove_archive'" >&2; exit 1 ;;
-esac
+sha256=$(echo "${sha256:-$default_sha256}" | tr 'A-F' 'a-f')  # sha256sum prints lower case
 
 if [ -f "$dest/.complete" ]; then
   echo "$0: $dest/.complete exists, Speech Commands $version is already there; skipping."

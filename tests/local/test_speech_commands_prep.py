@@ -212,6 +212,15 @@ def test_data_dirs_are_sorted_and_consistent(corpus, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging dirs left behind"
 
 
+def test_data_dirs_pass_the_kaldi_checks(corpus, tmp_path):
+    datadir = pytest.importorskip("nasr.data.datadir")
+    out = tmp_path / "data"
+    prep.prepare(corpus, out, keywords=["yes", "no", "up"], split="paper")
+    for s in SPLITS:
+        info = datadir.validate_data_dir(out / s)
+        assert info["utterances"] == len(read_table(out / s / "text"))
+
+
 def test_rerun_replaces_old_dirs(corpus, tmp_path):
     out = tmp_path / "data"
     prep.prepare(corpus, out, keywords=["yes", "no"], split="official")
@@ -288,3 +297,6 @@ def test_download_verifies_checksum_and_skips_when_complete(tmp_path):
 
     wrong = subprocess.run(["bash", str(DOWNLOAD), str(tmp_path / "d3"), "v9"], capture_output=True, text=True)
     assert wrong.returncode != 0 and "unknown version" in wrong.stderr
+    typo = subprocess.run(["bash", str(DOWNLOAD), "--sha-256", "x", str(tmp_path / "d4")],
+                          capture_output=True, text=True)
+    assert typo.returncode != 0 and "--sha-256" in typo.stderr and not (tmp_path / "d4").exists()
