@@ -51,6 +51,7 @@ log = logging.getLogger("nasr.compute_feats")
 # A segment may end this far past its recording (rounding in corpus metadata), as Kaldi allows.
 SEGMENT_END_TOLERANCE_S = 0.1
 PROGRESS_EVERY = 16  # utterances per progress message from a worker
+FEATS_YAML_RECORDS = ("feat_dim", "num_channels", "num_utts", "source")  # feats.yaml beyond the config
 
 
 class FeatureError(RuntimeError):
@@ -484,6 +485,8 @@ def resolve_config(args: argparse.Namespace) -> FeatureConfig:
         d = load_yaml(args.config)
         if isinstance(d.get("features"), dict):
             d = d["features"]
+        # A finished dir's feats.yaml is a valid --config: drop what it records beyond the config.
+        d = {k: v for k, v in d.items() if k not in FEATS_YAML_RECORDS}
     if args.preset:
         d["preset"] = args.preset
     for field in FeatureConfig.field_names():

@@ -160,3 +160,20 @@ def test_bad_segments_line_and_config(tmp_path, capsys):
     (data / "segments").unlink()
     assert run(["--data-dir", str(data), "--high-freq", "9000"]) == 1
     assert "high_freq" in capsys.readouterr().err
+
+
+def test_config_file_section_preset_and_cli_override(tmp_path):
+    data = make_dir(tmp_path, durations=(1.0,), speakers=("a",))
+    conf = tmp_path / "train.yaml"
+    conf.write_text("features:\n  preset: kws_mfcc\n  num_ceps: 20\nmodel:\n  name: res15\n")
+    assert run(["--data-dir", str(data), "--config", str(conf), "--deltas", "1"]) == 0
+    meta = yaml.safe_load((data / "feats.yaml").read_text())
+    assert (meta["type"], meta["num_ceps"], meta["high_freq"], meta["deltas"], meta["feat_dim"]) == \
+        ("mfcc", 20, 4000.0, 1, 40)
+    assert FeatureReader(data)["a_utt0"].shape == (101, 40)
+    # A finished dir's feats.yaml reproduces its config: another dir made from it matches.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "wav.scp").write_text((data / "wav.scp").read_text())
+    assert run(["--data-dir", str(other), "--config", str(data / "feats.yaml")]) == 0
+    np.testing.assert_array_equal(FeatureReader(other)["a_utt0"], FeatureReader(data)["a_utt0"])
