@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Usage: utils/subset_data_dir.sh [--seed S] <src-data> <num-utt> <dest-data>     (random utterances)
-#        utils/subset_data_dir.sh --first|--last <num-utt> <src-data> <dest-data>
-#        utils/subset_data_dir.sh --utt-list <utt-list> <src-data> <dest-data>
-#        utils/subset_data_dir.sh --spk-list <spk-list> <src-data> <dest-data>
 # e.g.:  utils/subset_data_dir.sh --first 1000 data/train data/train_1k
+#   or:  utils/subset_data_dir.sh --first|--last <num-utt> <src-data> <dest-data>
+#   or:  utils/subset_data_dir.sh --utt-list <utt-list> <src-data> <dest-data>
+#   or:  utils/subset_data_dir.sh --spk-list <spk-list> <src-data> <dest-data>
 # Kaldi's flag form "--first <src-data> <num-utt> <dest-data>" works too.  First/last follow C order
 # of utterance ids; speakers and recordings follow the kept utterances.
 set -euo pipefail

@@ -669,7 +669,9 @@ def split_data(src, n: int, by_speaker: bool = False) -> List[Path]:
     else:
         if n > len(utts):
             raise ValueError(f"cannot split {src} into {n} parts: it has {len(utts)} utterances")
-        cuts = _balanced_boundaries([1] * len(utts), n)
+        # Kaldi's split_scp.pl: contiguous chunks, the first (len % n) one utterance longer
+        base, extra = divmod(len(utts), n)
+        cuts = [k * base + min(k, extra) for k in range(n + 1)]
         groups = [utts[cuts[k]:cuts[k + 1]] for k in range(n)]
     for part, group in zip(parts, groups):
         write_data_dir(d.filter_utts(group), part)
