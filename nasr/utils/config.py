@@ -51,10 +51,21 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
     return cfg
 
 
-def load_config(path=None, overrides: Iterable[str] = (), defaults: Dict[str, Any] | None = None):
+def load_config(path=None, overrides: Iterable[str] = (), defaults: Dict[str, Any] | None = None,
+                profile=None):
+    """defaults < YAML `path` < the `profile` file's section named after `path`'s stem < overrides.
+
+    A profile (e.g. conf/synth.yaml) holds one section per step config, so a recipe switches
+    every step to a small setting with one flag while each step keeps a single config file."""
     cfg = copy.deepcopy(defaults or {})
     if path is not None:
         cfg = deep_update(cfg, load_yaml(path))
+    if profile is not None:
+        section = load_yaml(profile).get(Path(path).stem, {}) if path is not None else {}
+        if not isinstance(section, dict):
+            raise FormatError(profile, None, f"section '{Path(path).stem}' must be a mapping",
+                              "write `stem:` then indented `key: value` lines")
+        cfg = deep_update(cfg, section)
     return apply_overrides(cfg, overrides)
 
 

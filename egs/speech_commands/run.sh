@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# DARTS keyword spotting on Speech Commands (darts-kws-speech-commands): search a cell, retrain the
+# network stacked from it, and compare it with Res15 and TC-ResNet14-1.5 in a table like Table 2.
+#
+# Real corpus:       ./run.sh --corpus-dir /data/speech_commands_v0.01   (downloaded there if absent)
+# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; ~15 min on 2 CPU cores)
+# Own data dirs:     ./run.sh --stage 3 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
+set -euo pipefail
+
+# ---- options (each can be given as --name value) --------------------------------------------------
+stage=0
+stop_stage=100
+synth=false                 # make and use the synthetic Speech Commands tree (conf/synth.yaml profile)
+corpus_dir=corpus/speech_commands_v0.01
+version=v0.01               # v0.01 (the paper) or v0.02
+keywords=yes,no,up,down,left,right,on,off,go,stop
+split=paper                 # paper: seeded 40/40/20 split by speaker; official: the corpus's lists
+train_set=data/train        # searched on train (weights) + valid (alphas); retrained on train+valid
+valid_set=data/valid
+test_set=data/test
+space=nas1                  # op space of the search: nas1 or nas2
+search=darts                # darts (tower search lands with the lid recipe)
+nj=2                        # feature extraction jobs
+device=auto
+profile=                    # per-config overrides; --synth true sets conf/synth.yaml
+synth_speakers=120          # synthetic corpus size: speakers x 30 words
+seed=1
+
+help_message="Usage: $0 [options]
+ e.g.: $0 --synth true
+ e.g.: $0 --corpus-dir /data/speech_commands_v0.01 --space nas2 --stage 3
+Stages: 0 corpus (download or synthesize), 1 data prep, 2 features, 3 search, 4 retrain,
+        5 evaluate, 6 baselines (Res15, TC-ResNet14-1.5), 7 report"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+if $synth; then
+  corpus_dir=corpus/synth_speech_commands
+  [ -z "$profile" ] && profile=conf/synth.yaml
+fi
+profile_opt=${profile:+--profile $profile}
+search_exp=exp/search_${space}
+train_exp=exp/train_${space}
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+run_stage() {  # run_stage N name: is stage N selected? logs its start
+  if [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; then log "stage $1: $2"; SECONDS=0; return 0; fi
+  return 1
+}
+done_stage() { log "stage $1 done in ${SECONDS}s"; }
+
+if run_stage 0 "corpus"; then
+  if $synth; then
+    python -m nasr.bin.make_synth_corpus speech_commands --out "$corpus_dir" \
+      --num-speakers "$synth_speakers" --seed "$seed" --nj "$nj"
+  elif [ ! -f "$corpus_dir/testing_list.txt" ]; then
+    local/download.sh "$corpus_dir" "$version"
+  else
+    log "corpus already in $corpus_dir"
+  fi
+  done_stage 0
+fi
+
+if run_stage 1 "data prep"; then
+  python local/prepare.py --corpus-dir "$corpus_dir" --out-dir data --keywords "$keywords" \
+    --split "$split" --seed "$seed"
+  for x in "$train_set" "$valid_set" "$test_set"; do utils/validate_data_dir.sh --no-feats "$x"; done
+  done_stage 1
+fi
+
+if run_stage 2 "features (MFCC 40, 30 ms / 10 ms, 20 Hz-4 kHz, 101 frames)"; then
+  for x in "$train_set" "$valid_set" "$test_set"; do
+    python -m nasr.bin.compute_feats --data-dir "$x" --config conf/mfcc.yaml --nj "$nj"
+  done
+  done_stage 2
+fi
+
+if run_stage 3 "DARTS search ($space)"; then
+  python -m nasr.bin.search --config conf/search_${space}.yaml $profile_opt \
+    --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$search_exp" --device "$device"
+  done_stage 3
+fi
+
+if run_stage 4 "retrain from $search_exp/genotype.json"; then
+  python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
+    --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
+    --exp-dir "$train_exp" --device "$device"
+  done_stage 4
+fi
+
+if run_stage 5 "evaluate"; then
+  python -m nasr.bin.evaluate --exp-dir "$train_exp" --data "$test_set" --name test --device "$device"
+  done_stage 5
+fi
+
+if run_stage 6 "baselines"; then
+  for b in res15 tc_resnet14; do
+    python -m nasr.bin.train --config conf/train_${b}.yaml $profile_opt \
+      --train-data "$train_set" "$valid_set" --exp-dir exp/train_${b} --device "$device"
+    python -m nasr.bin.evaluate --exp-dir exp/train_${b} --data "$test_set" --name test --device "$device"
+  done
+  done_stage 6
+fi
+
+if run_stage 7 "report"; then
+  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')\`"
+  python -m nasr.bin.report --exp-root exp --set test --out RESULTS.md \
+    --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
+    --note "$note"
+  done_stage 7
+fi

@@ -1,0 +1,81 @@
+"""Data set-up shared by the classification steps (DARTS search, retraining, baselines, scoring):
+KWS data dirs with `labels.txt`, features recorded in `feats.yaml`, Honk augmentation for training."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+from nasr.data.augment import HonkAugment
+from nasr.data.features import load_feature_config
+from nasr.data.kws_dataset import KwsDataset, read_labels
+
+log = logging.getLogger("nasr")
+
+
+def check_same_features(data_dirs: Sequence[str]):
+    cfgs = [load_feature_config(d) for d in data_dirs]
+    for d, c in zip(data_dirs[1:], cfgs[1:]):
+        if c.to_dict() != cfgs[0].to_dict():
+            raise ValueError(f"{d}/feats.yaml differs from {data_dirs[0]}/feats.yaml: every set of one "
+                             f"experiment needs the same features (fix: rerun the feature stage)")
+    return cfgs[0]
+
+
+def load_labels(data_dirs: Sequence[str]) -> List[str]:
+    labels = read_labels(Path(data_dirs[0]) / "labels.txt")
+    for d in data_dirs[1:]:
+        other = read_labels(Path(d) / "labels.txt")
+        if other != labels:
+            raise ValueError(f"{d}/labels.txt differs from {data_dirs[0]}/labels.txt "
+                             f"(fix: prepare all sets in one data-prep run)")
+    return labels
+
+
+def make_dataset(data_dirs: Sequence[str], labels: List[str], augment_cfg: Optional[Dict] = None,
+                 seed: int = 0, max_utts: Optional[int] = None):
+    """One dataset over several data dirs; `augment_cfg` (Honk settings) turns on augmentation,
+    with the noises listed in each dir's `noise.scp`."""
+    feat_cfg = check_same_features(data_dirs)
+    parts = []
+    for d in data_dirs:
+        augment = None
+        if augment_cfg:
+            augment = HonkAugment.from_scp(Path(d) / "noise.scp", sample_rate=feat_cfg.sample_rate,
+                                           **augment_cfg)
+        parts.append(KwsDataset(d, labels, feat_cfg, augment=augment, seed=seed))
+    ds = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    if max_utts is not None and len(ds) > max_utts:
+        # A seeded subset, for small profiles: the search needs only a sample of the data.
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:max_utts]
+        ds = Subset(ds, sorted(idx.tolist()))
+    return ds, feat_cfg
+
+
+def set_epoch(ds, epoch: int) -> None:
+    """Move every KwsDataset under `ds` to `epoch` (fresh augmentation draws)."""
+    if isinstance(ds, Subset):
+        set_epoch(ds.dataset, epoch)
+    elif isinstance(ds, ConcatDataset):
+        for d in ds.datasets:
+            set_epoch(d, epoch)
+    elif hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+
+
+def make_loader(ds, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, num_workers: int = 0,
+                drop_last: bool = False) -> DataLoader:
+    """A loader made per epoch, so workers see the dataset's current epoch and the shuffle order is
+    reproducible from (seed, epoch) after a resume."""
+    set_epoch(ds, epoch)
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=num_workers,
+                      drop_last=drop_last, persistent_workers=False)
+
+
+def input_shape(ds) -> tuple:
+    x, _ = ds[0]
+    return tuple(x.shape)
