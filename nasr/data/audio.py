@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shlex
 import subprocess
 import sys
@@ -82,10 +83,10 @@ def _read_raw(spec: str):
             raise AudioError(f"command '{cmd}' failed with exit code {proc.returncode}: "
                              f"{proc.stderr.decode(errors='replace').strip()[:300]}")
         return _decode(proc.stdout, f"command '{cmd}'")
+    if not os.path.exists(spec):  # soundfile reports a missing file only as a generic "System error"
+        raise AudioError(f"audio file '{spec}' does not exist")
     try:
         x, sr = sf.read(spec, dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(f"audio file '{spec}' does not exist") from None
     except Exception as e:
         raise AudioError(f"cannot read audio file '{spec}': {e}") from None
     return x[:, 0], sr
