@@ -85,7 +85,7 @@ def _resample_by(x: np.ndarray, factor: float) -> np.ndarray:
     """Play `x` `factor` times faster at the same rate (pitch and formants scale by `factor`)."""
     from scipy.signal import resample_poly
 
-    frac = Fraction(factor).limit_denominator(200)
+    frac = Fraction(factor).limit_denominator(50)  # short polyphase filters: fast
     if frac == 1:
         return x
     return resample_poly(x, frac.denominator, frac.numerator).astype(np.float32)
@@ -123,19 +123,24 @@ def fit_peak(x: np.ndarray, limit: float = 0.99) -> np.ndarray:
     return (x * (limit / peak)).astype(np.float32) if peak > limit else x.astype(np.float32)
 
 
-def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], num_workers: int, desc: str) -> List[Any]:
+def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], num_workers: int, desc: str,
+             initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> List[Any]:
     """fn(job) for every job, in `num_workers` processes, results in job order, with a progress bar.
 
+    `initializer(*initargs)` runs once in each worker (and here when num_workers <= 1): the place
+    for data every job needs, sent once per worker instead of once per job.
     Workers are spawned, not forked: the parent may hold threads (torch, tqdm) that a fork would
     copy in a locked state.
     """
     from tqdm import tqdm
 
     if num_workers <= 1 or len(jobs) <= 1:
+        if initializer is not None:
+            initializer(*initargs)
         return [fn(job) for job in tqdm(jobs, desc=desc, unit="utt", mininterval=1.0)]
     ctx = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(jobs) // (num_workers * 8)))
-    with ctx.Pool(num_workers) as pool:
+    with ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
         return list(tqdm(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc,
                          unit="utt", mininterval=1.0))
 
