@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Usage: utils/run.py [options] [JOB=1:N] <log-file> <command> [<args> ...]
-e.g.:  utils/run.py --max-jobs-run 4 JOB=1:8 exp/make_fbank/log/fbank.JOB.log \\
-           python -m nasr.bin.compute_features data/train/split8utt/JOB exp/fbank/raw.JOB
+e.g.:  utils/run.py --max-jobs-run 4 JOB=1:8 exp/log/validate.JOB.log \\
+           utils/validate_data_dir.sh data/train/split8utt/JOB
 
 Kaldi's run.pl: runs jobs 1..N of <command> on this machine, at most --max-jobs-run at a time
 (default: the number of CPU cores).  JOB (any NAME=a:b works, e.g. TASK=1:4) is replaced by the job
