@@ -23,7 +23,7 @@ search=darts                # darts (tower search lands with the lid recipe)
 nj=2                        # feature extraction jobs
 device=auto
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
-synth_speakers=120          # synthetic corpus size: speakers x 30 words
+synth_speakers=150          # synthetic corpus size: speakers x 30 words
 seed=1
 
 help_message="Usage: $0 [options]
@@ -54,7 +54,7 @@ done_stage() { log "stage $1 done in ${SECONDS}s"; }
 
 if run_stage 0 "corpus"; then
   if $synth; then
-    python -m nasr.bin.make_synth_corpus speech_commands --out "$corpus_dir" \
+    python -m nasr.bin.make_synth_corpus speech_commands "$corpus_dir" \
       --num-speakers "$synth_speakers" --seed "$seed" --nj "$nj"
   elif [ ! -f "$corpus_dir/testing_list.txt" ]; then
     local/download.sh "$corpus_dir" "$version"
