@@ -33,11 +33,13 @@ INPUT_KEYS = ("input_size",)
 def build_darts_net(genotype, num_classes: int, in_channels: int = 1, C: int | None = None,
                     channels: int | None = None, layers: int = 8, reduction="every_two",
                     auxiliary: bool = False, drop_path_prob: float = 0.0,
-                    head: str = "classifier") -> nn.Module:
+                    head: str = "classifier", **network_kwargs) -> nn.Module:
     """The evaluation network stacked from a searched genotype.
 
     `genotype` is a path to a genotype JSON, a dict with the genotype fields, or a Genotype.
     `C` (DARTS's name) and `channels` are the same setting, the initial channel count.
+    Further keys (e.g. freq_dim for a CTC head, stem_multiplier) go to DartsNetwork unchanged,
+    which rejects the ones it does not know.
     """
     # Imported here so the baselines keep working while nasr.nas is being changed.
     from nasr.models.darts_net import DartsNetwork
@@ -49,7 +51,7 @@ def build_darts_net(genotype, num_classes: int, in_channels: int = 1, C: int | N
         raise ValueError("darts_net: the initial channel count is missing (fix: set C: or channels:)")
     return DartsNetwork(load_genotype(genotype), in_channels=in_channels, num_classes=num_classes,
                         C=width, layers=layers, reduction=reduction, auxiliary=auxiliary,
-                        drop_path_prob=drop_path_prob, head=head)
+                        drop_path_prob=drop_path_prob, head=head, **network_kwargs)
 
 
 def load_genotype(spec):
@@ -74,8 +76,11 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def _accepted_kwargs(builder: Callable) -> list:
+def _accepted_kwargs(builder: Callable) -> list | None:
+    """Keyword names `builder` takes, or None when it forwards **kwargs (it checks them itself)."""
     params = inspect.signature(builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
@@ -92,7 +97,7 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     builder = MODELS[name]
     kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k != "name" and k not in INPUT_KEYS}
     accepted = _accepted_kwargs(builder)
-    unknown = sorted(set(kwargs) - set(accepted))
+    unknown = [] if accepted is None else sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(f"model '{name}' does not take {', '.join(unknown)} "
                          f"(it takes: {', '.join(accepted)})")

@@ -1,4 +1,6 @@
 """Hand-designed KWS baselines: published sizes, shapes, the (logits, aux) convention, registry."""
+import importlib.util
+
 import pytest
 import torch
 
@@ -96,3 +98,35 @@ def test_baselines_train_one_step():
         opt.step()
         changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
         assert changed == len(before), name
+
+
+darts_available = pytest.mark.skipif(
+    importlib.util.find_spec("nasr.models.darts_net") is None,
+    reason="nasr.models.darts_net not written yet")
+
+
+@darts_available
+def test_registry_builds_darts_net_from_path_dict_or_genotype(tmp_path):
+    from nasr.nas.genotype import DARTS_V2, Genotype
+
+    path = tmp_path / "g.json"
+    path.write_text(DARTS_V2.to_json())
+    x = torch.randn(2, 1, 16, 16)
+    sizes = set()
+    for spec in (str(path), DARTS_V2.to_dict(), DARTS_V2):
+        model = build_model({"name": "darts_net", "genotype": spec, "in_channels": 1,
+                             "num_classes": 5, "channels": 4, "layers": 3, "auxiliary": True})
+        model.train()
+        logits, aux = model(x)
+        assert logits.shape == (2, 5) and aux is not None and aux.shape == (2, 5)
+        model.eval()
+        assert model(x)[1] is None
+        sizes.add(count_params(model))
+    assert len(sizes) == 1  # the three spellings build the same network
+    assert isinstance(DARTS_V2, Genotype)
+    with pytest.raises(ValueError, match="disagree"):
+        build_model({"name": "darts_net", "genotype": DARTS_V2, "num_classes": 5,
+                     "C": 4, "channels": 8})
+    with pytest.raises(FileNotFoundError):
+        build_model({"name": "darts_net", "genotype": str(tmp_path / "missing.json"),
+                     "num_classes": 5, "C": 4})
