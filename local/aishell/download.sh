@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Download and unpack AISHELL-1 (openslr resource 33): data_aishell.tgz and resource_aishell.tgz.
+#
+# As Kaldi's egs/aishell/s5/local/download_and_untar.sh: each archive unpacks into <dest>/<part>/,
+# and the per-speaker wav/*.tar.gz inside data_aishell are unpacked too (each is removed once it
+# has been extracted, halving the disk use).  Checksums are the MD5 sums openslr publishes
+# (resources/33/checksum.md5; the same values PaddleSpeech's aishell.py keeps).  A part gets its
+# `.complete` marker only when every step succeeded, so an interrupted run is redone (the download
+# resumes from the partial file) and a finished part is skipped.
+set -euo pipefail
+
+echo "$0 $*"
+
+# Options (set before parsing; --foo-bar sets foo_bar).
+url_base=https://www.openslr.org/resources/33   # mirrors: https://openslr.elda.org/resources/33, ...
+parts="data_aishell resource_aishell"
+data_md5=2f494334227864a8a8fec932999db9d8       # data_aishell.tgz, 15582913665 bytes
+resource_md5=957d480a0fcac85fc18e550756f624e5   # resource_aishell.tgz, 1246920 bytes
+remove_archive=false
+
+usage="Usage: $0 [options] <dest-dir>
+ e.g.: $0 /data/aishell
+Options:
+  --url-base <url>          where the archives are (any URL curl/wget accept, file:// too)
+                            (default: $url_base)
+  --parts <list>            which archives (default: \"$parts\")
+  --data-md5 <hex>          expected MD5 of data_aishell.tgz (default: the published one)
+  --resource-md5 <hex>      expected MD5 of resource_aishell.tgz (default: the published one)
+  --remove-archive <bool>   delete each .tgz after unpacking (default: $remove_archive)"
+
+# readlink -f: also right when called through a recipe's local/ symlink
+nasr_root=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
+. "$nasr_root/utils/parse_options.sh"
+
+if [ $# -ne 1 ]; then
+  echo "$usage" >&2
+  exit 1
+fi
+dest=$1
+mkdir -p "$dest"
+
+md5_of() {
+  if command -v md5sum >/dev/null; then
+    md5sum "$1" | awk '{print $1}'
+  else
+    md5 -q "$1"
+  fi
+}
+
+fetch() {  # fetch <url> <file>: resumes a partial <file>
+  if command -v curl >/dev/null; then
+    # -C - resumes; curl exits 33 when a server cannot resume, then start over.
+    curl -fL --retry 3 -C - -o "$2" "$1" || { rm -f "$2"; curl -fL --retry 3 -o "$2" "$1"; }
+  elif command -v wget >/dev/null; then
+    wget -c -O "$2" "$1"
+  else
+    echo "$0: neither curl nor wget is installed; install one, or download $1 to $2 by hand" >&2
+    return 1
+  fi
+}
+
+for part in $parts; do
+  case "$part" in
+    data_aishell) md5=$data_md5 ;;
+    resource_aishell) md5=$resource_md5 ;;
+    *) echo "$0: unknown part '$part' (expected data_aishell and/or resource_aishell)" >&2; exit 1 ;;
+  esac
+  md5=$(echo "$md5" | tr 'A-F' 'a-f')
+  if [ -f "$dest/$part/.complete" ]; then
+    echo "$0: $dest/$part/.complete exists, $part is already there; skipping."
+    continue
+  fi
+  archive=$dest/$part.tgz
+  # An archive already in place (e.g. copied by hand) is used as is if its checksum matches.
+  if [ -f "$archive" ] && [ "$(md5_of "$archive")" = "$md5" ]; then
+    echo "$0: $archive is already downloaded and its checksum matches."
+  else
+    rm -f "$archive"
+    echo "$0: downloading $url_base/$part.tgz"
+    # Download under a .part name so that a half-fetched file is never mistaken for the archive.
+    fetch "$url_base/$part.tgz" "$archive.part"
+    actual=$(md5_of "$archive.part")
+    if [ "$actual" != "$md5" ]; then
+      echo "$0: checksum mismatch for $url_base/$part.tgz: got md5 $actual, expected $md5." >&2
+      echo "$0: the download is corrupt or the wrong file; removed $archive.part, run again to" \
+           "refetch (or pass --${part%_aishell}-md5 if you knowingly use another copy)." >&2
+      rm -f "$archive.part"
+      exit 1
+    fi
+    mv "$archive.part" "$archive"
+  fi
+
+  echo "$0: unpacking $archive into $dest"
+  tar -xzf "$archive" -C "$dest"
+  if [ ! -d "$dest/$part" ]; then
+    echo "$0: $archive did not unpack into $dest/$part; is it the right archive?" >&2
+    exit 1
+  fi
+  if [ "$part" = data_aishell ]; then
+    # Each speaker is its own archive (wav/S0002.tar.gz -> wav/train/S0002/*.wav).
+    n=0
+    for tgz in "$dest/$part"/wav/*.tar.gz; do
+      [ -e "$tgz" ] || continue
+      tar -xzf "$tgz" -C "$dest/$part/wav"
+      rm -f "$tgz"
+      n=$((n + 1))
+    done
+    echo "$0: unpacked $n per-speaker archives in $dest/$part/wav"
+  fi
+  if [ "$remove_archive" = true ]; then
+    rm -f "$archive"
+  fi
+  touch "$dest/$part/.complete"
+  echo "$0: done: $part is in $dest/$part"
+done
