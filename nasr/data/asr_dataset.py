@@ -129,17 +129,20 @@ class AsrBatch(NamedTuple):
 def collate(items, pad_multiple: int = 4):
     """Pad a list of dataset items into an AsrBatch (plus the list of utterance ids when the items
     carry them: `(batch, utts)`).  Padding frames are zeros: the mean after CMVN."""
-    feats = [it[0] for it in items]
-    lens = torch.tensor([f.shape[-2] for f in feats], dtype=torch.long)
-    t_max = int(lens.max())
-    t_pad = -(-t_max // pad_multiple) * pad_multiple
+    # Built in numpy: torch's intra-op threads make a small fill/copy wait for busy cores (20 ms
+    # instead of 0.02 ms per batch on a loaded 2-core machine when collating in the main process).
+    feats = [np.asarray(it[0]) for it in items]
+    lens = np.array([f.shape[-2] for f in feats], dtype=np.int64)
+    t_pad = -(-int(lens.max()) // pad_multiple) * pad_multiple
     c, _, d = feats[0].shape
-    x = feats[0].new_zeros((len(items), c, t_pad, d))
+    x = np.zeros((len(items), c, t_pad, d), dtype=np.float32)
     for i, f in enumerate(feats):
         x[i, :, : f.shape[-2]] = f
-    targets = torch.cat([it[1] for it in items])
-    target_lens = torch.tensor([len(it[1]) for it in items], dtype=torch.long)
-    batch = AsrBatch(x, lens, targets, target_lens)
+    labels = [np.asarray(it[1], dtype=np.int64) for it in items]
+    targets = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    target_lens = np.array([len(lab) for lab in labels], dtype=np.int64)
+    batch = AsrBatch(torch.from_numpy(x), torch.from_numpy(lens), torch.from_numpy(targets),
+                     torch.from_numpy(target_lens))
     if len(items[0]) > 2:
         return batch, [it[2] for it in items]
     return batch
@@ -161,7 +164,8 @@ class BucketBatchSampler(Sampler):
 
     batch_size: utterances per batch, or max_frames: the padded frames per batch
     (batch size x longest item) stay within it (an item longer than that is a batch of its own).
-    Every index appears exactly once per epoch (drop_last drops only a bucket's last short batch).
+    Every index appears exactly once per epoch.  With batch_size, buckets hold whole batches, so
+    at most one batch is short (drop_last drops it).
     The order depends only on (seed, epoch): call `set_epoch` each epoch.  With num_replicas > 1
     (distributed / BMUF workers) replica `rank` takes every num_replicas-th batch, and all replicas
     get the same number of batches (the few left over are dropped that epoch).
@@ -217,6 +221,16 @@ class BucketBatchSampler(Sampler):
             batches.append(current)
         return batches
 
+    def _buckets(self, order: np.ndarray) -> List[np.ndarray]:
+        n = len(order)
+        if self.batch_size is not None:
+            # Bucket sizes are whole batches, so only the last bucket can end in a short batch
+            # (otherwise a small set cut into many buckets gives many half-empty batches).
+            size = -(-n // self.num_buckets)
+            size = max(self.batch_size, -(-size // self.batch_size) * self.batch_size)
+            return [order[k:k + size] for k in range(0, n, size)]
+        return np.array_split(order, min(self.num_buckets, max(n, 1)))
+
     def batches(self) -> List[List[int]]:
         """This replica's batches for the current epoch (cached per epoch)."""
         if self._cache is not None and self._cache[0] == self.epoch:
@@ -227,7 +241,7 @@ class BucketBatchSampler(Sampler):
         tie = rng.permutation(n) if self.shuffle else np.arange(n)
         order = np.lexsort((tie, self.lengths))
         batches: List[List[int]] = []
-        for bucket in np.array_split(order, min(self.num_buckets, max(n, 1))):
+        for bucket in self._buckets(order):
             if self.shuffle:
                 bucket = rng.permutation(bucket)
             batches.extend(self._batches_of(bucket))
