@@ -22,7 +22,6 @@ import logging
 import re
 import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 

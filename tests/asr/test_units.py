@@ -6,7 +6,7 @@ import pytest
 
 from nasr.asr.lexicon import (Lexicon, join_initial_final, max_match_segment, pron_to_syllables,
                               read_lexicon, segment_words, syllable_lexicon, write_lexicon)
-from nasr.asr.units import OovError, Tokenizer, Units, load_tokenizer, split_chars
+from nasr.asr.units import OovError, Units, load_tokenizer, split_chars
 from nasr.bin import prepare_lang
 from nasr.utils.io import FormatError, read_table
 

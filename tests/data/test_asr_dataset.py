@@ -1,6 +1,5 @@
 """nasr.data.asr_dataset: shapes, filters, padding to a multiple of 4, the bucket sampler."""
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
