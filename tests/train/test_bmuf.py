@@ -294,3 +294,45 @@ def test_bad_arguments_and_foreign_state_are_rejected():
     state = BMUF(other, torch.optim.SGD(other.parameters(), lr=LR), 2).state_dict()
     with pytest.raises(ValueError, match="another model"):
         BMUF(model, opt, 2).load_state_dict(state)
+
+
+# ---- nasr.train.distributed helpers (one process) -----------------------------------------------
+
+def test_shard_batches_gives_every_worker_the_same_count():
+    from nasr.train.distributed import shard_batches
+    batches = [[i] for i in range(7)]
+    shards = [shard_batches(batches, r, 3) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    assert {b[0] for s in shards for b in s} == set(range(7))  # nothing lost
+    with pytest.raises(ValueError, match="empty"):
+        shard_batches([], 0, 2)
+
+
+def test_init_distributed_without_torchrun_is_single(monkeypatch):
+    from nasr.train import distributed as d
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    ctx = d.init_distributed("bmuf", device="cpu")
+    assert ctx.mode == "single" and not ctx.is_distributed and d.is_main()
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert d.wrap_for_training(model, opt, ctx, block_size=4) == (model, opt)
+    assert list(d.make_sampler(list(range(5)), ctx, shuffle=False)) == [0, 1, 2, 3, 4]
+    d.barrier()
+    d.cleanup()
+
+
+def test_init_distributed_rejects_bad_settings(monkeypatch):
+    from nasr.train import distributed as d
+    with pytest.raises(ValueError, match="bmuf\\|ddp\\|single"):
+        d.init_distributed("allreduce", device="cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="every process would train its own copy"):
+        d.init_distributed("single", device="cpu")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(RuntimeError, match="MASTER_ADDR"):
+        d.init_distributed("ddp", device="cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
+        d.init_distributed("bmuf", device="cpu")
