@@ -110,11 +110,15 @@ def test_unit_mismatch_refused(graph, tmp_path):
 
 
 def test_beam_search_with_lm(graph):
-    pytest.importorskip("flashlight.lib.text.decoder")
-    from nasr.asr.beam_search import LexiconBeamSearch
+    from nasr.asr.beam_search import CtcPrefixBeamSearch
 
     lang, arpa, _ = graph
-    dec = LexiconBeamSearch(lang, arpa, beam_size=20)
+    dec = CtcPrefixBeamSearch(lang, arpa, beam_size=16)
     assert dec.decode(posteriors([BLK, BA1, BA1, BLK, MA1, BLK, SHI4, BLK])) == ["A", "C"]
+    assert dec.decode(posteriors([SHI4, SHI4, BLK, SHI4, SHI4])) == ["C", "C"]  # repeats collapse
+    # The lexicon fixes greedy's unit error, the LM picks X over Y after C.
     assert dec.decode(posteriors([BLK, BA1, BLK, {MA3: 0.5, MA1: 0.45}, BLK, SHI4, BLK])) == ["A", "C"]
-    assert dec.decode(posteriors([BLK, SHI4, BLK, {MA3: 0.5, MA1: 0.45}, BLK])) == ["C", "X"]
+    x = posteriors([BLK, SHI4, BLK, {MA3: 0.5, MA1: 0.45}, BLK])
+    assert dec.decode(x) == ["C", "X"]
+    assert CtcPrefixBeamSearch(lang, arpa, lm_weight=0.02).decode(x) == ["C", "Y"]
+    assert CtcPrefixBeamSearch(lang, arpa, blank_skip_threshold=0.9).decode(x) == ["C", "X"]
