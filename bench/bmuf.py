@@ -14,7 +14,8 @@ task: 40x40 "spectrograms" made of a class template plus noise, drawn determinis
           --block-size steps (block momentum 1 - 1/2, Nesterov, block lr 1);
   ddp     2 processes (gloo), gradients all-reduced every step, samples/(2*batch) steps each.
 Same local optimizer everywhere (SGD, lr 0.05, momentum 0.9). Prints samples/s (time of the training
-loop only, slowest worker, after a 3-step warm-up), the loss on a held-out set of 1024 samples (the
+loop only, slowest worker, after a 3-step warm-up), the CPU time per sample (all workers together:
+what distribution costs, less sensitive to other jobs than samples/s), the loss on a held-out set of 1024 samples (the
 BMUF global model), and the ratios: throughput of 2 workers against 1, loss against single.
 On a 2-core machine expect at most ~2x, less when other jobs share the cores.
 """
@@ -86,6 +87,7 @@ def train(mode: str, rank: int, world: int, steps: int, batch: int, block_size: 
             if world > 1:
                 torch.distributed.barrier()
             t0 = time.perf_counter()
+            c0 = time.process_time()
         x, y = make_batch(tmpl, seed=rank * 1_000_003 + step, batch=batch)
         loss = F.cross_entropy(net(x), y)
         stepper.zero_grad()
@@ -97,13 +99,14 @@ def train(mode: str, rank: int, world: int, steps: int, batch: int, block_size: 
     if world > 1:
         torch.distributed.barrier()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     if mode == "bmuf":
         with stepper.global_params_in_model():
             final = heldout_loss(model, tmpl)
     else:
         final = heldout_loss(model, tmpl)
     tail = losses[-max(1, len(losses) // 10):]
-    return {"elapsed": elapsed, "timed_samples": (steps - WARMUP_STEPS) * batch, "heldout": final,
+    return {"elapsed": elapsed, "cpu": cpu, "timed_samples": (steps - WARMUP_STEPS) * batch, "heldout": final,
             "train_tail": sum(tail) / len(tail)}
 
 
@@ -132,7 +135,8 @@ def run_distributed(mode, steps, batch, block_size, threads):
         if any(p.exitcode != 0 for p in procs):
             raise SystemExit(f"bench/bmuf.py: a {mode} worker failed (exit codes {[p.exitcode for p in procs]})")
         res = [torch.load(Path(out) / f"{mode}{r}.pt") for r in range(2)]
-    return {"elapsed": max(r["elapsed"] for r in res), "timed_samples": sum(r["timed_samples"] for r in res),
+    return {"elapsed": max(r["elapsed"] for r in res), "cpu": sum(r["cpu"] for r in res),
+            "timed_samples": sum(r["timed_samples"] for r in res),
             "heldout": res[0]["heldout"], "train_tail": sum(r["train_tail"] for r in res) / 2}
 
 
@@ -161,9 +165,10 @@ def main(argv=None) -> int:
     print(f"{2 * steps2 * args.batch} samples, batch {args.batch}/worker, {args.threads} thread(s)/worker, "
           f"BMUF block {args.block_size}, {os.cpu_count()} CPU cores, "
           f"1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after (other jobs skew samples/s)")
-    print(f"{'run':<8} {'samples/s':>10} {'heldout loss':>13} {'train loss (last 10%)':>22}")
+    print(f"{'run':<8} {'samples/s':>10} {'CPU ms/sample':>14} {'heldout loss':>13} {'train loss (last 10%)':>22}")
     for name, r in results.items():
-        print(f"{name:<8} {r['timed_samples'] / r['elapsed']:>10.1f} {r['heldout']:>13.4f} {r['train_tail']:>22.4f}")
+        print(f"{name:<8} {r['timed_samples'] / r['elapsed']:>10.1f} {1000 * r['cpu'] / r['timed_samples']:>14.3f} "
+              f"{r['heldout']:>13.4f} {r['train_tail']:>22.4f}")
     single_tp = results["single"]["timed_samples"] / results["single"]["elapsed"]
     for name in ("bmuf", "ddp"):
         r = results[name]
