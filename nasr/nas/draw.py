@@ -1,0 +1,79 @@
+"""Cell pictures of a genotype as Graphviz DOT text, rendered to PNG/SVG when `dot` is installed.
+
+The DOT text is always written, so a machine without Graphviz still leaves a drawable file.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List
+
+from nasr.nas.genotype import Genotype
+from nasr.utils.io import atomic_write
+
+
+def _q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def genotype_to_dot(genotype: Genotype, cell: str = "normal") -> str:
+    """DOT text of one cell: inputs c_{k-2}, c_{k-1}, nodes 0..steps-1, edges labelled by op, and
+    the concatenated output c_{k}."""
+    if cell not in ("normal", "reduce"):
+        raise ValueError(f"cell must be 'normal' or 'reduce', got {cell!r}")
+    edges = genotype.normal if cell == "normal" else genotype.reduce
+    concat = genotype.normal_concat if cell == "normal" else genotype.reduce_concat
+    steps = len(edges) // 2
+
+    def state(j: int) -> str:
+        return ("c_{k-2}", "c_{k-1}")[j] if j < 2 else str(j - 2)
+
+    lines: List[str] = [
+        f"digraph {_q(cell)} {{",
+        "  rankdir=LR;",
+        '  edge [fontsize=20, fontname="helvetica"];',
+        '  node [style="rounded, filled", shape=rect, align=center, fontsize=20, height=0.5, '
+        'width=0.5, penwidth=2, fontname="helvetica"];',
+        f'  {_q("c_{k-2}")} [fillcolor=darkseagreen2];',
+        f'  {_q("c_{k-1}")} [fillcolor=darkseagreen2];',
+    ]
+    lines += [f"  {_q(str(i))} [fillcolor=lightblue];" for i in range(steps)]
+    lines.append(f'  {_q("c_{k}")} [fillcolor=palegoldenrod];')
+    for k, (op, j) in enumerate(edges):
+        lines.append(f"  {_q(state(j))} -> {_q(str(k // 2))} [label={_q(op)}, fillcolor=gray];")
+    for j in concat:
+        lines.append(f'  {_q(state(j))} -> {_q("c_{k}")} [fillcolor=gray];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def draw_genotype(genotype: Genotype, out_prefix) -> Dict[str, List[Path]]:
+    """Write `<prefix>_normal.dot` and `<prefix>_reduce.dot`, plus .png and .svg of each when the
+    Graphviz `dot` binary is on PATH. Returns {"normal": [paths], "reduce": [paths]}."""
+    prefix = Path(out_prefix)
+    dot_bin = shutil.which("dot")
+    written: Dict[str, List[Path]] = {}
+    for cell in ("normal", "reduce"):
+        dot_path = prefix.parent / f"{prefix.name}_{cell}.dot"
+        text = genotype_to_dot(genotype, cell)
+        with atomic_write(dot_path) as f:
+            f.write(text)
+        written[cell] = [dot_path]
+        if dot_bin is None:
+            continue
+        for fmt in ("png", "svg"):
+            out = dot_path.with_suffix(f".{fmt}")
+            tmp = out.with_name(f".{out.name}.tmp")
+            # Render to a temp name and rename, so a failed render never leaves a broken picture.
+            proc = subprocess.run([dot_bin, f"-T{fmt}", str(dot_path), "-o", str(tmp)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                raise RuntimeError(f"dot failed on {dot_path}: {proc.stderr.strip()}")
+            tmp.replace(out)
+            written[cell].append(out)
+    return written
+
+
+__all__ = ["genotype_to_dot", "draw_genotype"]

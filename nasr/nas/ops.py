@@ -1,0 +1,254 @@
+"""Candidate operations of the DARTS cell search space, over 2-D feature maps (N, C, T, F).
+
+Every op is built by one factory signature ``factory(C, stride, affine) -> nn.Module`` and keeps the
+channel count; stride 2 halves both T and F rounding up (ceil), so that odd speech inputs such as
+101x40 MFCC frames reduce to 51x20 in every op alike and the outputs of a cell's edges can be summed.
+
+The module also holds the network scaffolding that the search network and the evaluation network
+share: the stem, where the reduction cells go, and the heads chosen by name.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Sequence, Union
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, a regular convolution, BatchNorm: the unit every DARTS convolution is made of."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size, stride, padding, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, a dilated depthwise convolution, a pointwise convolution, BatchNorm."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two ReLU-depthwise-pointwise-BN units; only the first one strides (as in DARTS)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True):
+        super().__init__(
+            DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine),
+            DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine),
+        )
+
+
+class Conv7x1_1x7(nn.Sequential):
+    """ReLU, a 1x7 then a 7x1 convolution, BatchNorm (the ASR paper's revised-space op).
+
+    The 1x7 kernel runs along F and strides F, the 7x1 kernel runs along T and strides T, so the
+    op reduces both axes exactly like the other ops.
+    """
+
+    def __init__(self, C: int, stride: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+            nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(C, affine=affine),
+        )
+
+
+class Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: no connection. Returns zeros of the strided output shape without computing."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        n, c, t, f = x.shape
+        s = self.stride
+        return x.new_zeros((n, c, -(-t // s), -(-f // s)))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve T and F with two offset 1x1 stride-2 convolutions whose outputs are concatenated.
+
+    The second branch sees the input shifted by one sample; DARTS slices ``x[:, :, 1:, 1:]``, which
+    on an odd size gives one row fewer than the first branch. Padding one zero row/column at the end
+    before the shift makes both branches ceil(n/2) long, and on even sizes is exactly DARTS's op.
+    """
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even output channel count, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x):
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+# ----------------------------------------------------------------------------------------------
+# the op registry
+
+OpFactory = Callable[[int, int, bool], nn.Module]
+
+OPS: Dict[str, OpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "skip_connect": lambda C, stride, affine: (
+        Identity() if stride == 1 else FactorizedReduce(C, C, affine=affine)),
+    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(
+        3, stride=stride, padding=1, count_include_pad=False),
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine=affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine=affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine=affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine=affine),
+    "conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine=affine),
+    "conv_5x5": lambda C, stride, affine: ReLUConvBN(C, C, 5, stride, 2, affine=affine),
+    "conv_7x1_1x7": lambda C, stride, affine: Conv7x1_1x7(C, stride, affine=affine),
+}
+
+# Ops without learnable weights: the search network follows them with a non-affine BN (DARTS does,
+# so that their scale is comparable with the BN-terminated conv ops when the alphas weigh them).
+POOLING_OPS = ("max_pool_3x3", "avg_pool_3x3")
+
+
+def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
+    """Build the op `name`; an unknown name is an error that lists the known ones."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown op '{name}' (known ops: {', '.join(OPS)})") from None
+    if stride not in (1, 2):
+        raise ValueError(f"op '{name}': stride must be 1 or 2, got {stride}")
+    return factory(C, stride, affine)
+
+
+# ----------------------------------------------------------------------------------------------
+# scaffolding shared by the search network and the evaluation network
+
+ReductionSpec = Union[str, Sequence[int]]
+
+
+def reduction_indices(layers: int, reduction: ReductionSpec) -> List[int]:
+    """Indices of the reduction cells among `layers` cells.
+
+    "every_two": two normal cells then a reduction cell, repeated (the KWS paper: 6 cells -> 2, 5).
+    "thirds": at layers//3 and 2*layers//3 (DARTS and the ASR paper).
+    A list of ints: those indices.
+    """
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    if isinstance(reduction, str):
+        if reduction == "every_two":
+            return [i for i in range(layers) if i % 3 == 2]
+        if reduction == "thirds":
+            return sorted({layers // 3, 2 * layers // 3})
+        raise ValueError(f"unknown reduction placement '{reduction}' "
+                         f"(known: every_two, thirds, or a list of cell indices)")
+    indices = sorted({int(i) for i in reduction})
+    bad = [i for i in indices if not 0 <= i < layers]
+    if bad:
+        raise ValueError(f"reduction cell indices {bad} are outside 0..{layers - 1}")
+    return indices
+
+
+def reduced_size(n: int | None, num_reductions: int) -> int | None:
+    """Length of an axis after `num_reductions` stride-2 cells (each rounds up)."""
+    if n is None:
+        return None
+    for _ in range(num_reductions):
+        n = -(-n // 2)
+    return n
+
+
+def make_stem(in_channels: int, C_out: int) -> nn.Sequential:
+    """3x3 convolution + BatchNorm in front of the first cell (DARTS's CIFAR stem)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, C_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(C_out),
+    )
+
+
+class ClassifierHead(nn.Module):
+    """Global average pooling over (T, F) and a Linear layer: one label per utterance."""
+
+    def __init__(self, C_in: int, F_in: int | None, num_classes: int):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_in, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.pool(x).flatten(1))
+
+
+# A head factory takes (C_out, F_out, num_classes): channels and frequency bins of the body's
+# output (F_out may be None when the network was built without `freq_dim`) and the label count.
+HEADS: Dict[str, Callable[[int, int | None, int], nn.Module]] = {
+    "classifier": ClassifierHead,
+}
+
+
+def register_head(name: str):
+    """Decorator that adds a head factory to HEADS under `name` (e.g. a per-frame CTC head)."""
+    def deco(factory):
+        if name in HEADS and HEADS[name] is not factory:
+            raise ValueError(f"head '{name}' is already registered")
+        HEADS[name] = factory
+        return factory
+    return deco
+
+
+def build_head(name: str, C_out: int, F_out: int | None, num_classes: int) -> nn.Module:
+    try:
+        factory = HEADS[name]
+    except KeyError:
+        raise ValueError(f"unknown head '{name}' (known heads: {', '.join(HEADS)})") from None
+    return factory(C_out, F_out, num_classes)
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples of a branch with probability `drop_prob`, rescaling the kept ones."""
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty((x.size(0), 1, 1, 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    return x * mask / keep
+
+
+def count_parameters(module: nn.Module, exclude: str | None = "auxiliary") -> int:
+    """Number of parameters, leaving out those whose name contains `exclude` (DARTS's convention)."""
+    return sum(p.numel() for n, p in module.named_parameters()
+               if exclude is None or exclude not in n)
+
+
+__all__ = [
+    "OPS", "POOLING_OPS", "build_op", "ReLUConvBN", "DilConv", "SepConv", "Conv7x1_1x7",
+    "Identity", "Zero", "FactorizedReduce", "reduction_indices", "reduced_size", "make_stem",
+    "ClassifierHead", "HEADS", "register_head", "build_head", "drop_path", "count_parameters",
+]

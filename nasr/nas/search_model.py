@@ -1,0 +1,281 @@
+"""The DARTS super-network: every cell edge is a softmax-weighted mixture of candidate ops.
+
+Layout (DARTS's, on (N, C, T, F) speech features): a 3x3 conv stem, `layers` cells of which some are
+reduction cells (placement by name: "every_two" for the KWS paper, "thirds" for DARTS/ASR), then a
+head chosen by name. The body (`forward_features`) and the head are separate so a per-frame ASR head
+plugs in where the utterance classifier sits.
+
+Alphas are registered parameters (named ``alphas_normal`` / ``alphas_reduce``) so that `.to()`,
+`state_dict()` and checkpoints carry them; the weight optimizer must therefore be given
+`weight_parameters()`, never `parameters()`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
+from nasr.nas.ops import (POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head, build_op,
+                          make_stem, reduced_size, reduction_indices)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave channels across `groups` (ShuffleNet), so the next edge sees other channels."""
+    n, c, t, f = x.shape
+    return x.view(n, groups, c // groups, t, f).transpose(1, 2).reshape(n, c, t, f)
+
+
+class MixedOp(nn.Module):
+    """One cell edge: sum_k w_k * op_k(x) over the candidate ops of this edge.
+
+    `none` contributes exactly zero, so it is never computed (its alpha still competes in the
+    softmax). Ops whose weight is exactly 0 (masked by a search stage) are skipped too.
+    With ``pc_k > 1`` (PC-DARTS partial channels) only the first C/pc_k channels go through the ops;
+    the rest bypass the edge (max-pooled when it strides) and channels are shuffled afterwards.
+    `op_dropout` {op name: p} drops elements of the named ops' outputs while training (P-DARTS's
+    operation-level dropout); change it between epochs with `set_op_dropout`.
+    """
+
+    def __init__(self, C: int, stride: int, op_names: Sequence[str], pc_k: int = 1,
+                 op_dropout: Optional[Mapping[str, float]] = None):
+        super().__init__()
+        if pc_k < 1 or C % pc_k:
+            raise ValueError(f"pc_k={pc_k} must be >= 1 and divide the channel count {C}")
+        self.op_names = list(op_names)
+        self.stride = stride
+        self.pc_k = pc_k
+        self.C_ops = C // pc_k
+        self.ops = nn.ModuleList()
+        for name in self.op_names:
+            op = build_op(name, self.C_ops, stride, affine=False)
+            if name in POOLING_OPS:
+                op = nn.Sequential(op, nn.BatchNorm2d(self.C_ops, affine=False))
+            self.ops.append(op)
+        self.zero = Zero(stride)
+        # ceil_mode so odd T/F agree with the ops' ceil(n/2) outputs.
+        self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if pc_k > 1 and stride == 2 else None
+        self.op_dropout: Dict[str, float] = {}
+        self.set_op_dropout(op_dropout or {})
+
+    def set_op_dropout(self, op_dropout: Mapping[str, float]) -> None:
+        for name, p in op_dropout.items():
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"op dropout for '{name}' must be in [0, 1), got {p}")
+        self.op_dropout = {k: float(v) for k, v in op_dropout.items()}
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor,
+                active: Optional[Sequence[bool]] = None) -> torch.Tensor:
+        xa = x[:, :self.C_ops] if self.pc_k > 1 else x
+        out = None
+        for k, (name, op) in enumerate(zip(self.op_names, self.ops)):
+            if name == "none" or (active is not None and not active[k]):
+                continue
+            y = op(xa)
+            p = self.op_dropout.get(name, 0.0)
+            if p > 0.0 and self.training:
+                y = F.dropout(y, p=p, training=True)
+            y = weights[k] * y
+            out = y if out is None else out + y
+        if out is None:  # every op is `none` or masked: the edge carries nothing
+            out = self.zero(xa)
+        if self.pc_k > 1:
+            rest = x[:, self.C_ops:]
+            if self.bypass_pool is not None:
+                rest = self.bypass_pool(rest)
+            out = channel_shuffle(torch.cat([out, rest], dim=1), self.pc_k)
+        return out
+
+
+class SearchCell(nn.Module):
+    """A DAG of 2 inputs and `steps` nodes; every node sums MixedOps from all earlier states.
+
+    `op_names` is one op list for every edge, or one list per edge (P-DARTS stages keep a different
+    subset per edge). The output concatenates the last `multiplier` nodes.
+    """
+
+    def __init__(self, steps: int, multiplier: int, C_pp: int, C_p: int, C: int, reduction: bool,
+                 reduction_prev: bool, op_names, pc_k: int = 1,
+                 op_dropout: Optional[Mapping[str, float]] = None):
+        super().__init__()
+        self.reduction = reduction
+        self.steps = steps
+        self.multiplier = multiplier
+        # A previous reduction halved s1 but not s0: s0 must be halved here to match.
+        self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        n_edges = num_edges(steps)
+        if op_names and isinstance(op_names[0], str):
+            edge_ops = [list(op_names)] * n_edges
+        else:
+            edge_ops = [list(ops) for ops in op_names]
+        if len(edge_ops) != n_edges:
+            raise ValueError(f"a cell of {steps} steps has {n_edges} edges, got {len(edge_ops)} op lists")
+        self.edge_ops = edge_ops
+        self.edges = nn.ModuleList()
+        for i in range(steps):
+            for j in range(i + 2):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout))
+
+    def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.steps):
+            s = None
+            for j, h in enumerate(states):
+                e = offset + j
+                y = self.edges[e](h, weights[e], None if active is None else active[e])
+                s = y if s is None else s + y
+            offset += len(states)
+            states.append(s)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class SearchNetwork(nn.Module):
+    """Stem, `layers` SearchCells sharing two alpha matrices (normal, reduce), and a named head.
+
+    Input x is (N, in_channels, T, F); a 3-D (N, T, F) input is taken as one channel.
+    `op_names` is the op list of the space, or {"normal": [ops per edge], "reduce": [...]}.
+    `freq_dim` (F of the input) lets heads that need the output's frequency size (per-frame ASR
+    heads) know it; the classifier head does not need it. `channels_last` keeps activations NHWC
+    (faster on CPU; outputs are numerically the same).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, C: int, layers: int, op_names,
+                 reduction="every_two", steps: int = 4, multiplier: int = 4,
+                 stem_multiplier: int = 3, pc_k: int = 1, head: str = "classifier",
+                 freq_dim: Optional[int] = None,
+                 op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True):
+        super().__init__()
+        self._init_kwargs = dict(
+            in_channels=in_channels, num_classes=num_classes, C=C, layers=layers,
+            op_names=copy.deepcopy(op_names), reduction=copy.deepcopy(reduction), steps=steps,
+            multiplier=multiplier, stem_multiplier=stem_multiplier, pc_k=pc_k, head=head,
+            freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.steps = steps
+        self.multiplier = multiplier
+        n_edges = num_edges(steps)
+        self.edge_ops = {cell: expand_edge_ops(op_names, n_edges, cell) for cell in ("normal", "reduce")}
+        self.op_names = op_names
+        self.reduction_cells = reduction_indices(layers, reduction)
+
+        C_curr = stem_multiplier * C
+        self.stem = make_stem(in_channels, C_curr)
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            is_reduction = i in self.reduction_cells
+            if is_reduction:
+                C_curr *= 2
+            cell = SearchCell(steps, multiplier, C_pp, C_p, C_curr, is_reduction, reduction_prev,
+                              self.edge_ops["reduce" if is_reduction else "normal"], pc_k, op_dropout)
+            self.cells.append(cell)
+            reduction_prev = is_reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.out_channels = C_p
+        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells))
+        self.head = build_head(head, C_p, self.out_freq, num_classes)
+
+        n_ops = {cell: len(ops[0]) for cell, ops in self.edge_ops.items()}
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(n_edges, n_ops["normal"]))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(n_edges, n_ops["reduce"]))
+        # Ops a search stage has switched off (False); their softmax weight is exactly 0.
+        self.register_buffer("mask_normal", torch.ones(n_edges, n_ops["normal"], dtype=torch.bool))
+        self.register_buffer("mask_reduce", torch.ones(n_edges, n_ops["reduce"], dtype=torch.bool))
+        # NHWC runs this net's many small and depthwise convs and its pools ~2.5x faster on CPU.
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # -- parameters -----------------------------------------------------------------------------
+    def arch_parameters(self) -> List[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("alphas_")]
+
+    def named_weight_parameters(self):
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alphas_")]
+
+    def alpha_softmax(self) -> List[torch.Tensor]:
+        """[normal, reduce] op weights per edge (masked ops get exactly 0)."""
+        return [F.softmax(a.masked_fill(~m, float("-inf")), dim=-1)
+                for a, m in ((self.alphas_normal, self.mask_normal),
+                             (self.alphas_reduce, self.mask_reduce))]
+
+    def set_op_mask(self, normal: torch.Tensor | None = None, reduce: torch.Tensor | None = None):
+        """Switch ops off (False) per edge; each edge must keep at least one op."""
+        for name, mask in (("normal", normal), ("reduce", reduce)):
+            if mask is None:
+                continue
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            buf = getattr(self, f"mask_{name}")
+            if mask.shape != buf.shape:
+                raise ValueError(f"{name} op mask has shape {tuple(mask.shape)}, expected {tuple(buf.shape)}")
+            if not bool(mask.any(dim=1).all()):
+                raise ValueError(f"{name} op mask switches off every op of some edge")
+            buf.copy_(mask)
+
+    def set_op_dropout(self, op_dropout: Mapping[str, float]) -> None:
+        """Operation-level dropout {op name: p} on every edge (e.g. decayed each epoch)."""
+        for m in self.modules():
+            if isinstance(m, MixedOp):
+                m.set_op_dropout(op_dropout)
+        self._init_kwargs["op_dropout"] = dict(op_dropout)
+
+    def op_dropout_state(self) -> Dict[str, float]:
+        return dict(self._init_kwargs["op_dropout"])
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3 and self.in_channels == 1:
+            x = x.unsqueeze(1)
+        if x.dim() != 4 or x.size(1) != self.in_channels:
+            raise ValueError(f"expected input (N, {self.in_channels}, T, F), got {tuple(x.shape)}")
+        w_normal, w_reduce = self.alpha_softmax()
+        # One host sync per cell type; lets every edge skip ops with weight exactly 0.
+        act_normal, act_reduce = (w_normal != 0).tolist(), (w_reduce != 0).tolist()
+        s0 = s1 = self.stem(x)
+        if self.channels_last:
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
+        for cell in self.cells:
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, w_reduce, act_reduce)
+            else:
+                s0, s1 = s1, cell(s0, s1, w_normal, act_normal)
+        return s1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    # -- search bookkeeping -----------------------------------------------------------------------
+    def genotype(self, space_name: str, max_ops: Optional[Mapping[str, int]] = None,
+                 max_ops_reduce: Optional[Mapping[str, int]] = None) -> Genotype:
+        alphas = [a.detach().masked_fill(~m, float("-inf"))
+                  for a, m in ((self.alphas_normal, self.mask_normal),
+                               (self.alphas_reduce, self.mask_reduce))]
+        return derive_genotype(alphas[0], alphas[1], self.edge_ops, space_name, steps=self.steps,
+                               multiplier=self.multiplier, max_ops=max_ops,
+                               max_ops_reduce=max_ops_reduce)
+
+    def new(self) -> "SearchNetwork":
+        """A fresh network of the same shape with the same alphas and masks (for unrolling)."""
+        other = SearchNetwork(**copy.deepcopy(self._init_kwargs))
+        other = other.to(self.alphas_normal.device)
+        with torch.no_grad():
+            for mine, theirs in zip(self.arch_parameters(), other.arch_parameters()):
+                theirs.copy_(mine)
+            other.mask_normal.copy_(self.mask_normal)
+            other.mask_reduce.copy_(self.mask_reduce)
+        return other
+
+
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle"]

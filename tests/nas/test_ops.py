@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from nasr.nas.ops import (OPS, FactorizedReduce, build_head, build_op, reduced_size,
+                          reduction_indices)
+from nasr.nas.spaces import OP_SPACES, get_space
+
+ALL_SPACE_OPS = sorted({op for ops in OP_SPACES.values() for op in ops})
+
+
+@pytest.mark.parametrize("name", ALL_SPACE_OPS)
+def test_every_op_keeps_shape_at_stride1_and_halves_with_ceil_at_stride2(name):
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 101, 40)
+    assert build_op(name, 8, 1, affine=True)(x).shape == (2, 8, 101, 40)
+    assert build_op(name, 8, 2, affine=True)(x).shape == (2, 8, 51, 20)
+    # after one reduction the map is 51x20: odd T again
+    y = torch.randn(2, 8, 51, 20)
+    assert build_op(name, 8, 2, affine=False)(y).shape == (2, 8, 26, 10)
+
+
+def test_factorized_reduce_on_even_input_matches_darts_slicing():
+    torch.manual_seed(0)
+    fr = FactorizedReduce(4, 8)
+    x = torch.randn(1, 4, 32, 32)
+    xr = torch.relu(x)
+    expected = fr.bn(torch.cat([fr.conv_1(xr), fr.conv_2(xr[:, :, 1:, 1:])], dim=1))
+    torch.testing.assert_close(fr(x), expected)
+
+
+def test_none_op_is_zero_and_strided():
+    out = build_op("none", 4, 2, False)(torch.randn(1, 4, 7, 5))
+    assert out.shape == (1, 4, 4, 3) and out.abs().sum() == 0
+
+
+def test_unknown_op_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown op 'sep_conv_9x9'.*sep_conv_3x3"):
+        build_op("sep_conv_9x9", 4, 1, True)
+
+
+def test_spaces_and_errors():
+    assert get_space("darts") == ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+                                  "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+    assert "conv_3x3" in get_space("nas2") and "sep_conv_3x3" not in get_space("nas2")
+    assert "skip_connect" not in get_space("asr_revised")
+    assert "conv_7x1_1x7" in get_space("asr_revised")
+    assert all(op in OPS for op in ALL_SPACE_OPS)
+    with pytest.raises(ValueError, match="unknown op space 'nas3'.*nas1"):
+        get_space("nas3")
+
+
+def test_reduction_placement():
+    assert reduction_indices(6, "every_two") == [2, 5]
+    assert reduction_indices(12, "every_two") == [2, 5, 8, 11]
+    assert reduction_indices(20, "thirds") == [6, 13]
+    assert reduction_indices(8, [5, 2]) == [2, 5]
+    with pytest.raises(ValueError, match="outside"):
+        reduction_indices(4, [4])
+    with pytest.raises(ValueError, match="unknown reduction"):
+        reduction_indices(4, "halves")
+    assert reduced_size(40, 2) == 10 and reduced_size(101, 2) == 26 and reduced_size(None, 2) is None
+
+
+def test_unknown_head():
+    with pytest.raises(ValueError, match="unknown head 'ctc'.*classifier"):
+        build_head("ctc", 8, 10, 5)
