@@ -266,6 +266,21 @@ class SearchNetwork(nn.Module):
                                multiplier=self.multiplier, max_ops=max_ops,
                                max_ops_reduce=max_ops_reduce)
 
+    def top_ops_per_edge(self, k: int, always_keep: Sequence[str] = ()) -> Dict[str, List[List[str]]]:
+        """Per-edge op lists holding each edge's `k` strongest ops (softmax weight), for the next,
+        smaller search stage (P-DARTS's search-space approximation). Ops in `always_keep` present
+        on an edge are kept first. The result is a valid `op_names` for a new SearchNetwork."""
+        out = {}
+        for cell, weights in zip(("normal", "reduce"), self.alpha_softmax()):
+            lists = []
+            for ops, w in zip(self.edge_ops[cell], weights.detach().cpu().tolist()):
+                if not 1 <= k <= len(ops):
+                    raise ValueError(f"k={k} must be in 1..{len(ops)} (ops per edge now)")
+                order = sorted(range(len(ops)), key=lambda i: (ops[i] not in always_keep, -w[i]))
+                lists.append([ops[i] for i in sorted(order[:k])])  # keep the space's op order
+            out[cell] = lists
+        return out
+
     def new(self) -> "SearchNetwork":
         """A fresh network of the same shape with the same alphas and masks (for unrolling)."""
         other = SearchNetwork(**copy.deepcopy(self._init_kwargs))

@@ -149,3 +149,21 @@ def test_channels_last_is_numerically_the_same():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 1, 21, 10)
     torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
+
+
+def test_top_ops_per_edge_shrinks_each_edge_for_the_next_stage():
+    net = _small()
+    ops = get_space("darts")
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, ops.index("dil_conv_5x5")] = 3.0
+        net.alphas_normal[:, ops.index("max_pool_3x3")] = 2.0
+        net.alphas_normal[0, ops.index("avg_pool_3x3")] = 5.0
+    kept = net.top_ops_per_edge(3, always_keep=("none",))
+    assert kept["normal"][0] == ["none", "avg_pool_3x3", "dil_conv_5x5"]
+    assert kept["normal"][1] == ["none", "max_pool_3x3", "dil_conv_5x5"]
+    assert all(len(e) == 3 for e in kept["reduce"])
+    smaller = SearchNetwork(1, 5, 4, 3, kept, reduction="thirds")
+    assert smaller.alphas_normal.shape == (14, 3)
+    with pytest.raises(ValueError, match="k=9"):
+        net.top_ops_per_edge(9)
