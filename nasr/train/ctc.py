@@ -1,0 +1,136 @@
+"""CTC training and greedy-decoding evaluation for the ASR networks (search and evaluation).
+
+Both network kinds end in the per-frame "ctc" head (nasr.nas.asr_head) and emit (N, T/4, V)
+log-posteriors: two reduction cells each halve time, rounding up, so an utterance of L frames owns
+ceil(ceil(L/2)/2) = ceil(L/4) output frames (`output_lengths`); frames past that are padding and
+are hidden from the loss and the decoder.
+
+`ctc_loss` is torch's CTC (blank = unit 0) averaged over the batch after dividing each
+utterance's loss by its label length (torch's "mean"), with zero_infinity so that one impossible
+alignment cannot turn the whole step into NaN.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head)
+from nasr.asr.ctc_decode import greedy_decode
+from nasr.asr.units import BLANK_ID
+from nasr.data.asr_dataset import AsrBatch
+from nasr.train.loop import autocast_context
+
+NUM_REDUCTIONS = 2  # the ASR network's two reduction cells (1/3 and 2/3 of the depth)
+
+
+def output_lengths(x_lens: torch.Tensor, num_reductions: int = NUM_REDUCTIONS) -> torch.Tensor:
+    """Valid output frames per utterance after `num_reductions` stride-2 cells (each rounds up)."""
+    lens = torch.as_tensor(x_lens, dtype=torch.long)
+    for _ in range(num_reductions):
+        lens = torch.div(lens + 1, 2, rounding_mode="floor")
+    return lens
+
+
+def network_log_probs(model, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """(N, T', V) float32 log-posteriors from a search network (plain output) or an evaluation
+    network (`(logits, aux)`)."""
+    with autocast_context(x.device, bf16):
+        out = model(x)
+    if isinstance(out, tuple):
+        out = out[0]
+    return out.float()
+
+
+def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor,
+             target_lens: torch.Tensor, blank: int = BLANK_ID) -> torch.Tensor:
+    t = log_probs.size(1)
+    if int(out_lens.max()) > t:
+        raise ValueError(f"output lengths {out_lens.tolist()} exceed the network's {t} output frames "
+                         f"(inputs not padded to a multiple of {2 ** NUM_REDUCTIONS}?)")
+    return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, target_lens, blank=blank,
+                      reduction="mean", zero_infinity=True)
+
+
+def batch_to(batch: AsrBatch, device) -> AsrBatch:
+    return AsrBatch(*(t.to(device, non_blocking=True) for t in batch))
+
+
+def batch_ctc_loss(model, batch: AsrBatch, bf16: bool = False) -> torch.Tensor:
+    """The CTC loss of one batch; also the `loss_fn(model, batch)` the Architect descends."""
+    log_probs = network_log_probs(model, batch.x, bf16)
+    return ctc_loss(log_probs, output_lengths(batch.x_lens).to(log_probs.device), batch.targets,
+                    batch.target_lens)
+
+
+def train_ctc_epoch(model, loader, optimizer, device, *, grad_clip: float = 5.0, bf16: bool = False,
+                    parameters: Optional[Sequence[torch.nn.Parameter]] = None,
+                    desc: str = "train") -> Dict[str, float]:
+    """One pass of SGD on the CTC loss. Returns mean loss, utterances, seconds and the fraction of
+    the epoch spent waiting for batches (the data loader's share)."""
+    model.train()
+    params = list(parameters) if parameters is not None else [p for p in model.parameters()]
+    total = n = 0.0
+    wait = 0.0
+    start = time.perf_counter()
+    t_ready = start
+    bar = tqdm(loader, desc=desc, leave=False, mininterval=2.0)
+    for batch in bar:
+        wait += time.perf_counter() - t_ready
+        batch = batch_to(batch, device)
+        loss = batch_ctc_loss(model, batch, bf16)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        k = batch.x.size(0)
+        total += float(loss.detach()) * k
+        n += k
+        bar.set_postfix(loss=f"{total / n:.3f}")
+        t_ready = time.perf_counter()
+    seconds = time.perf_counter() - start
+    return {"loss": total / max(n, 1), "utts": int(n), "seconds": seconds,
+            "wait_fraction": wait / seconds if seconds > 0 else 0.0}
+
+
+@torch.no_grad()
+def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
+                 ) -> Tuple[Dict[str, float], Dict[str, List[int]], Dict[str, List[int]]]:
+    """CTC loss and greedy decoding over a loader that yields `(AsrBatch, utt ids)`.
+
+    Returns ({"loss", "utts"}, {utt: hyp unit ids}, {utt: ref unit ids})."""
+    model.eval()
+    total = n = 0.0
+    hyps: Dict[str, List[int]] = {}
+    refs: Dict[str, List[int]] = {}
+    for batch, utts in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
+        batch = batch_to(batch, device)
+        log_probs = network_log_probs(model, batch.x, bf16)
+        out_lens = output_lengths(batch.x_lens).to(log_probs.device)
+        loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
+        total += float(loss) * len(utts)
+        n += len(utts)
+        decoded = greedy_decode(log_probs, out_lens)
+        offsets = torch.cumsum(batch.target_lens, 0).tolist()
+        targets = batch.targets.tolist()
+        for i, utt in enumerate(utts):
+            hyps[utt] = decoded[i]
+            refs[utt] = targets[offsets[i] - int(batch.target_lens[i]):offsets[i]]
+    return {"loss": total / max(n, 1), "utts": int(n)}, hyps, refs
+
+
+def unit_error_rate(hyps: Dict[str, List[int]], refs: Dict[str, List[int]]) -> float:
+    """Token error rate (S+D+I)/N over unit ids, for per-epoch logging."""
+    from nasr.asr.scoring import edit_stats
+
+    keys = sorted(refs)
+    stats = edit_stats([refs[k] for k in keys], [hyps.get(k, []) for k in keys])
+    return stats.rate / 100.0
+
+
+__all__ = ["NUM_REDUCTIONS", "output_lengths", "network_log_probs", "ctc_loss", "batch_to",
+           "batch_ctc_loss", "train_ctc_epoch", "evaluate_ctc", "unit_error_rate"]
