@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     hyps = logits.argmax(-1)
     cm = confusion_matrix(refs.tolist(), hyps.tolist(), len(labels))
     acc = accuracy(cm)
-    shape = (1, cfg["model"]["in_channels"], *cfg["input_size"])
+    shape = (cfg["model"]["in_channels"], *cfg["input_size"])  # one example, no batch dim
     prof = profile(model, shape)
 
     utts = ds.utts

@@ -36,7 +36,7 @@ from nasr.utils.log import setup_logging
 DEFAULTS = {
     "space": "nas1",
     "model": {"C": 16, "layers": 6, "reduction": "every_two", "steps": 4, "multiplier": 4,
-              "stem_multiplier": 3, "pc_k": 1},
+              "stem_multiplier": 3, "stem_stride": 1, "pc_k": 1},
     "epochs": 50,
     "batch_size": 16,
     "optim": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3.0e-4, "grad_clip": 5.0},
@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     op_names = get_space(cfg["space"])
     model = SearchNetwork(c_in, len(labels), m["C"], m["layers"], op_names, reduction=m["reduction"],
                           steps=m["steps"], multiplier=m["multiplier"],
-                          stem_multiplier=m["stem_multiplier"], pc_k=m["pc_k"], freq_dim=freq).to(device)
+                          stem_multiplier=m["stem_multiplier"], stem_stride=m["stem_stride"], pc_k=m["pc_k"],
+                          freq_dim=freq).to(device)
     o, a = cfg["optim"], cfg["arch"]
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=o["lr"], momentum=o["momentum"],
                             weight_decay=o["weight_decay"])

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
     model = build_model(mcfg).to(device)
-    prof = profile(model, (1,) + shape)
+    prof = profile(model, shape)  # one example, no batch dim
     log.info("model %s: %d params, %d MACs; train %d utts, %d classes", mcfg["name"], prof["params"],
              prof["macs"], len(train_ds), len(labels))
     valid_ds = make_dataset(args.valid_data, labels, None, cfg["seed"])[0] if args.valid_data else None

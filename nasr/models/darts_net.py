@@ -87,7 +87,7 @@ def auxiliary_position(layers: int, reductions: List[int]) -> int:
 class DartsNetwork(nn.Module):
     def __init__(self, genotype: Genotype, in_channels: int, num_classes: int, C: int, layers: int,
                  reduction="every_two", auxiliary: bool = False, drop_path_prob: float = 0.0,
-                 stem_multiplier: int = 3, head: str = "classifier", freq_dim: Optional[int] = None,
+                 stem_multiplier: int = 3, stem_stride: int = 1, head: str = "classifier", freq_dim: Optional[int] = None,
                  channels_last: bool = True, auxiliary_index: Optional[int] = None):
         super().__init__()
         if not isinstance(genotype, Genotype):
@@ -101,7 +101,7 @@ class DartsNetwork(nn.Module):
                                 if auxiliary_index is None else auxiliary_index)
 
         C_curr = stem_multiplier * C
-        self.stem = make_stem(in_channels, C_curr)
+        self.stem = make_stem(in_channels, C_curr, stem_stride)
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False
@@ -117,7 +117,7 @@ class DartsNetwork(nn.Module):
             if i == self.auxiliary_index:
                 C_aux = C_p
         self.out_channels = C_p
-        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells))
+        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells) + (stem_stride == 2))
         self.head = build_head(head, C_p, self.out_freq, num_classes)
         self.auxiliary_head = AuxiliaryHead(C_aux, num_classes) if auxiliary and C_aux else None
         # NHWC runs the depthwise/separable convs and pools ~2.5x faster on CPU.

@@ -187,10 +187,15 @@ def reduced_size(n: int | None, num_reductions: int) -> int | None:
     return n
 
 
-def make_stem(in_channels: int, C_out: int) -> nn.Sequential:
-    """3x3 convolution + BatchNorm in front of the first cell (DARTS's CIFAR stem)."""
+def make_stem(in_channels: int, C_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution + BatchNorm in front of the first cell (DARTS's CIFAR stem).
+
+    stride 2 halves time and frequency before the cells: the papers use 1; small CPU profiles use 2
+    because the cells' cost is dominated by memory traffic at the input resolution (~4x cheaper)."""
+    if stride not in (1, 2):
+        raise ValueError(f"stem stride must be 1 or 2, got {stride}")
     return nn.Sequential(
-        nn.Conv2d(in_channels, C_out, 3, padding=1, bias=False),
+        nn.Conv2d(in_channels, C_out, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(C_out),
     )
 

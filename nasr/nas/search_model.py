@@ -148,14 +148,14 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, C: int, layers: int, op_names,
                  reduction="every_two", steps: int = 4, multiplier: int = 4,
-                 stem_multiplier: int = 3, pc_k: int = 1, head: str = "classifier",
+                 stem_multiplier: int = 3, stem_stride: int = 1, pc_k: int = 1, head: str = "classifier",
                  freq_dim: Optional[int] = None,
                  op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True):
         super().__init__()
         self._init_kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, C=C, layers=layers,
             op_names=copy.deepcopy(op_names), reduction=copy.deepcopy(reduction), steps=steps,
-            multiplier=multiplier, stem_multiplier=stem_multiplier, pc_k=pc_k, head=head,
+            multiplier=multiplier, stem_multiplier=stem_multiplier, stem_stride=stem_stride, pc_k=pc_k, head=head,
             freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last)
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -167,7 +167,7 @@ class SearchNetwork(nn.Module):
         self.reduction_cells = reduction_indices(layers, reduction)
 
         C_curr = stem_multiplier * C
-        self.stem = make_stem(in_channels, C_curr)
+        self.stem = make_stem(in_channels, C_curr, stem_stride)
         C_pp, C_p, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False
@@ -181,7 +181,7 @@ class SearchNetwork(nn.Module):
             reduction_prev = is_reduction
             C_pp, C_p = C_p, multiplier * C_curr
         self.out_channels = C_p
-        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells))
+        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells) + (stem_stride == 2))
         self.head = build_head(head, C_p, self.out_freq, num_classes)
 
         n_ops = {cell: len(ops[0]) for cell, ops in self.edge_ops.items()}
