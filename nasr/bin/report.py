@@ -82,6 +82,37 @@ def render(rows, title: str, note: str, set_name: str) -> str:
     return "\n".join(lines)
 
 
+def plot_curves(exp_root: Path, out_png: Path) -> bool:
+    """Accuracy per epoch of every search (supernet on its validation half) and every training run
+    (training accuracy), from the `history.json` files the steps write."""
+    runs = sorted(exp_root.glob("*/history.json"))
+    if not runs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for path in runs:
+        hist = read_json(path)
+        name = path.parent.name
+        ax, key = (axes[0], "valid") if name.startswith("search") else (axes[1], "train")
+        ax.plot([h["epoch"] for h in hist], [100 * h[key]["acc"] for h in hist], marker="o", label=name)
+    axes[0].set_title("search: supernet accuracy on the alpha half")
+    axes[1].set_title("training accuracy (augmented)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     exp_root = Path(args.exp_root)
@@ -90,8 +121,12 @@ def main(argv=None) -> int:
         print(f"no {exp_root}/*/decode_{args.set}/results.json found (run the evaluate stage first)",
               file=sys.stderr)
         return 1
+    text = render(rows, args.title, args.note, args.set)
+    png = exp_root / "plots" / "curves.png"
+    if plot_curves(exp_root, png):
+        text += f"\n![accuracy per epoch]({png})\n"
     with atomic_write(args.out) as f:
-        f.write(render(rows, args.title, args.note, args.set))
+        f.write(text)
     write_json(args.json_out or exp_root / "results.json", {"set": args.set, "systems": rows})
     print(f"wrote {args.out} ({len(rows)} systems)")
     return 0

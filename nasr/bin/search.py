@@ -183,6 +183,7 @@ def main(argv=None) -> int:
         genotype.save(exp / "genotypes" / f"epoch-{epoch}.json")
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
         history.append({"epoch": epoch, "lr": lr, "train": train, "valid": valid})
+        write_json(exp / "history.json", history)
         for split, r in (("train", train), ("valid", valid)):
             writer.add_scalar(f"{split}/loss", r["loss"], epoch)
             writer.add_scalar(f"{split}/acc", r["acc"], epoch)

@@ -150,6 +150,7 @@ def main(argv=None) -> int:
             writer.add_scalar("valid/loss", rec["valid"]["loss"], epoch)
         train_seconds += time.time() - t0
         history.append(rec)
+        write_json(exp / "history.json", history)
         writer.add_scalar("train/acc", tr["acc"], epoch)
         writer.add_scalar("lr", lr, epoch)
         log.info("epoch %d: lr %.5f train loss %.4f acc %.4f%s | %.1f s (data wait %.0f%%)", epoch, lr,

@@ -12,13 +12,13 @@ RECIPE = ROOT / "egs" / "speech_commands"
 
 TINY = """
 search_nas1:
-  model: {C: 4, layers: 3}
+  model: {C: 4, layers: 3, stem_stride: 2}
   epochs: 1
   batch_size: 16
   max_train_utts: 64
   max_valid_utts: 64
 train_nas1:
-  model: {C: 4, layers: 3}
+  model: {C: 4, layers: 3, stem_stride: 2}
   epochs: 1
   batch_size: 16
 train_res15:

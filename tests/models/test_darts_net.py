@@ -82,3 +82,19 @@ def test_built_by_name_from_a_genotype_file(tmp_path):
     net = registry.build_model({"name": "darts_net", "genotype": str(path), "num_classes": 12,
                                 "C": 4, "layers": 3, "reduction": "thirds"})
     assert isinstance(net, DartsNetwork) and net.genotype == KWS_GENOTYPE
+
+
+def test_stem_stride_two_halves_time_and_frequency_before_the_cells():
+    import torch
+
+    from nasr.models.darts_net import DartsNetwork
+    from nasr.nas.genotype import DARTS_V2
+
+    full = DartsNetwork(DARTS_V2, 1, 12, 4, 3, reduction="every_two", freq_dim=40)
+    half = DartsNetwork(DARTS_V2, 1, 12, 4, 3, reduction="every_two", freq_dim=40, stem_stride=2)
+    x = torch.randn(2, 1, 101, 40)
+    assert full.forward_features(x).shape[-2:] == (51, 20)
+    assert half.forward_features(x).shape[-2:] == (26, 10)
+    assert half.out_freq == 10
+    logits, _ = half(x)
+    assert logits.shape == (2, 12)
