@@ -55,12 +55,46 @@ def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Ten
                       reduction="mean", zero_infinity=True)
 
 
-def batch_to(batch: AsrBatch, device) -> AsrBatch:
+def batch_to(batch, device) -> AsrBatch:
+    """Move an AsrBatch (or the `(AsrBatch, utt ids)` pair collate gives for id-carrying items)."""
+    if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
+        batch = batch[0]
     return AsrBatch(*(t.to(device, non_blocking=True) for t in batch))
+
+
+def input_dims(dataset):
+    """(channels, feature bins per channel) of an AsrDataset's items, read off its first item
+    (feats.yaml's feat_dim counts all channels' bins together)."""
+    feats = dataset[0][0]
+    if feats.dim() != 3:
+        raise ValueError(f"{dataset.data_dir}: items must be (C, T, D) features, got {tuple(feats.shape)}")
+    return int(feats.shape[0]), int(feats.shape[2])
+
+
+def make_loader(dataset, indices: Optional[Sequence[int]] = None, batch_size: int = 4,
+                shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
+                drop_last: bool = False):
+    """Length-bucketed DataLoader over `dataset` (an AsrDataset), or over its items `indices`
+    (e.g. one half of the training set in a search)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from nasr.data.asr_dataset import AsrCollate, BucketBatchSampler
+
+    if indices is not None:
+        lengths = [dataset.num_frames[i] for i in indices]
+        dataset = Subset(dataset, list(indices))
+    else:
+        lengths = list(dataset.num_frames)
+    sampler = BucketBatchSampler(lengths, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                 epoch=epoch, drop_last=drop_last)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=AsrCollate(4),
+                      num_workers=num_workers, persistent_workers=False)
 
 
 def batch_ctc_loss(model, batch: AsrBatch, bf16: bool = False) -> torch.Tensor:
     """The CTC loss of one batch; also the `loss_fn(model, batch)` the Architect descends."""
+    if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
+        batch = batch[0]
     log_probs = network_log_probs(model, batch.x, bf16)
     return ctc_loss(log_probs, output_lengths(batch.x_lens).to(log_probs.device), batch.targets,
                     batch.target_lens)
@@ -133,4 +167,4 @@ def unit_error_rate(hyps: Dict[str, List[int]], refs: Dict[str, List[int]]) -> f
 
 
 __all__ = ["NUM_REDUCTIONS", "output_lengths", "network_log_probs", "ctc_loss", "batch_to",
-           "batch_ctc_loss", "train_ctc_epoch", "evaluate_ctc", "unit_error_rate"]
+           "batch_ctc_loss", "input_dims", "make_loader", "train_ctc_epoch", "evaluate_ctc", "unit_error_rate"]

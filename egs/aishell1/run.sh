@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# P-DARTS for CTC speech recognition on AISHELL-1 (pdarts-asr-transfer, sections 3-4.4, Table 1):
+# search cells in the revised (ASRNET-B) and original DARTS (ASRNET-A) op spaces, retrain the small
+# evaluation networks with CTC, score token accuracy and greedy CER on test.
+#
+# Real corpus:       ./run.sh --corpus-dir /data/aishell   (downloaded there if absent)
+# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml, 2 CPU cores)
+set -euo pipefail
+
+# ---- options (each can be given as --name value) --------------------------------------------------
+stage=0
+stop_stage=100
+synth=false                 # make and use a synthetic AISHELL-1 tree (conf/synth.yaml profile)
+corpus_dir=corpus/aishell
+unit=syllable               # syllable (the paper's CI syllables), char, or bpe
+spaces="asr_revised darts"  # op spaces searched: asr_revised -> ASRNET-B, darts -> ASRNET-A
+seeds=3                     # searches per space; the lowest validation loss wins
+search_set=data/train_sp    # split in halves: weights / alphas
+nj=2
+device=auto
+profile=                    # per-config overrides; --synth true sets conf/synth.yaml
+synth_speakers="40 4 6"     # synthetic corpus: train dev test speakers
+synth_utts=30               # synthetic corpus: utterances per speaker
+seed=1
+
+help_message="Usage: $0 [options]
+ e.g.: $0 --synth true
+ e.g.: $0 --corpus-dir /data/aishell --unit char --spaces asr_revised --stage 4
+Stages: 0 download (or synthesize), 1 data prep, 2 lang prep, 3 features (+ speed perturbation),
+        4 P-DARTS search, 5 retrain, 6 evaluate, 7 report"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+echo "$0 $*"
+if $synth; then
+  corpus_dir=corpus/synth_aishell1
+  [ -z "$profile" ] && profile=conf/synth.yaml
+fi
+profile_opt=${profile:+--profile $profile}
+lang=data/lang_${unit}
+net_of() { case $1 in asr_revised) echo asrnet_b ;; darts) echo asrnet_a ;; *) echo "unknown space $1" >&2; return 1 ;; esac; }
+
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
+run_stage() {  # run_stage N name: is stage N selected? logs its start
+  if [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; then log "stage $1: $2"; SECONDS=0; return 0; fi
+  return 1
+}
+done_stage() { log "stage $1 done in ${SECONDS}s"; }
+
+if run_stage 0 "corpus"; then
+  if $synth; then
+    # shellcheck disable=SC2086
+    python -m nasr.bin.make_synth_corpus aishell1 "$corpus_dir" --num-speakers $synth_speakers \
+      --utts-per-speaker "$synth_utts" --seed "$seed" --nj "$nj"
+  elif [ ! -f "$corpus_dir/data_aishell/transcript/aishell_transcript_v0.8.txt" ]; then
+    local/download.sh "$corpus_dir"
+  else
+    log "corpus already in $corpus_dir"
+  fi
+  done_stage 0
+fi
+
+if run_stage 1 "data prep"; then
+  python local/prepare.py --corpus-dir "$corpus_dir" --out-dir data
+  for x in train dev test; do utils/validate_data_dir.sh --no-feats data/$x; done
+  done_stage 1
+fi
+
+if run_stage 2 "lang prep ($unit units)"; then
+  python -m nasr.bin.prepare_lang --data data/train --lexicon data/local/lexicon.txt --unit "$unit" \
+    --out "$lang"
+  done_stage 2
+fi
+
+if run_stage 3 "features (40 log-mel + deltas as 3 channels, CMVN; speed perturbation 0.9/1.1 on train)"; then
+  for f in 0.9 1.1; do utils/perturb_data_dir_speed.sh $f data/train data/train_sp$f; done
+  utils/combine_data.sh data/train_sp data/train data/train_sp0.9 data/train_sp1.1
+  for x in train train_sp dev test; do
+    python -m nasr.bin.compute_feats --data-dir data/$x --preset asr_fbank --nj "$nj"
+  done
+  # Utterances over 1024 frames are filtered when the training sets are loaded (max_frames in the
+  # configs; the count is in each log); batches pad T to a multiple of 4.
+  done_stage 3
+fi
+
+if run_stage 4 "P-DARTS search ($spaces, $seeds seed(s))"; then
+  for space in $spaces; do
+    python -m nasr.bin.search_pdarts --config conf/pdarts_${space}.yaml $profile_opt \
+      --train-data "$search_set" --lang "$lang" --exp-dir exp/pdarts_${space} --seeds "$seeds" \
+      --device "$device"
+  done
+  done_stage 4
+fi
+
+if run_stage 5 "retrain the small evaluation networks (CTC)"; then
+  for space in $spaces; do
+    net=$(net_of $space)
+    python -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
+      --train-data data/train_sp --valid-data data/dev --lang "$lang" \
+      --genotype exp/pdarts_${space}/genotype.json --exp-dir exp/train_${net} --device "$device" --resume
+  done
+  done_stage 5
+fi
+
+if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
+  for space in $spaces; do
+    python -m nasr.bin.decode_ctc --exp-dir exp/train_$(net_of $space) --data data/test --name test \
+      --device "$device"
+  done
+  done_stage 6
+fi
+
+if run_stage 7 "report"; then
+  note="Command: \`cd egs/aishell1 && $0 $( $synth && echo '--synth true' ) --unit $unit\`"
+  python -m nasr.bin.report_ctc --exp-root exp --set test --out RESULTS.md \
+    --title "AISHELL-1: P-DARTS for CTC speech recognition ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
+    --note "$note"
+  done_stage 7
+fi
