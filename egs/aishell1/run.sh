@@ -19,10 +19,11 @@ search_set=data/train_sp    # split in halves: weights / alphas
 nj=2
 device=auto
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
-synth_speakers="40 4 6"     # synthetic corpus: train dev test speakers
+synth_speakers="24 3 4"     # synthetic corpus: train dev test speakers
 synth_utts=30               # synthetic corpus: utterances per speaker
 seed=1
 
+cmdline="$0 $*"
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
  e.g.: $0 --corpus-dir /data/aishell --unit char --spaces asr_revised --stage 4
@@ -34,7 +35,8 @@ Stages: 0 download (or synthesize), 1 data prep, 2 lang prep, 3 features (+ spee
 . utils/parse_options.sh
 
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
-echo "$0 $*"
+echo "$cmdline"
+
 if $synth; then
   corpus_dir=corpus/synth_aishell1
   [ -z "$profile" ] && profile=conf/synth.yaml
@@ -114,7 +116,7 @@ if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/aishell1 && $0 $( $synth && echo '--synth true' ) --unit $unit\`"
+  note="Command: \`cd egs/aishell1 && ./run.sh $( $synth && echo '--synth true' ) --unit $unit\`"
   python -m nasr.bin.report_ctc --exp-root exp --set test --out RESULTS.md \
     --title "AISHELL-1: P-DARTS for CTC speech recognition ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"
