@@ -30,8 +30,7 @@ from nasr.utils.log import setup_logging
 from nasr.utils.profile import profile
 
 DEFAULTS = {
-    "model": {"name": "darts_net", "C": 16, "layers": 6, "reduction": "every_two", "auxiliary": False,
-              "drop_path_prob": 0.0},
+    "model": {},  # entirely from the YAML: its `name` picks the builder, the rest are its arguments
     "epochs": 200,
     "batch_size": 64,
     "optim": {"name": "sgd", "lr": 0.025, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3.0e-4,
@@ -84,6 +83,8 @@ def main(argv=None) -> int:
     train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])
     shape = input_shape(train_ds)
     mcfg = dict(cfg["model"])
+    if "name" not in mcfg:
+        raise ValueError(f"{args.config}: no model.name (fix: add `model: {{name: darts_net, ...}}`)")
     mcfg.setdefault("num_classes", len(labels))
     mcfg.setdefault("in_channels", shape[0])
     if mcfg["name"] == "darts_net":

@@ -102,14 +102,22 @@ class FactorizedReduce(nn.Module):
         if C_out % 2:
             raise ValueError(f"FactorizedReduce needs an even output channel count, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        # A 1x1 stride-2 conv is a 1x1 conv of the input subsampled by 2; written that way because
+        # torch 2.13's CPU backward of 1x1 stride-2 convs on channels_last inputs aborts for some
+        # shapes (e.g. 12 channels at 64x40: double free). Same parameters as DARTS's op.
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    @staticmethod
+    def _subsample(x):
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return x[:, :, ::2, ::2].contiguous(memory_format=fmt)
 
     def forward(self, x):
         x = self.relu(x)
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return self.bn(torch.cat([self.conv_1(self._subsample(x)), self.conv_2(self._subsample(shifted))], dim=1))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -64,3 +64,39 @@ def test_reduction_placement():
 def test_unknown_head():
     with pytest.raises(ValueError, match="unknown head 'ctc'.*classifier"):
         build_head("ctc", 8, 10, 5)
+
+
+def test_factorized_reduce_backward_on_channels_last_does_not_crash():
+    """Regression: a 1x1 stride-2 conv's CPU backward on channels_last input aborted the process
+    (double free) for 12 channels at 64x40 in torch 2.13; run it in a child so a crash fails here."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import torch
+        from nasr.nas.ops import FactorizedReduce
+        cl = torch.channels_last
+        m = FactorizedReduce(12, 12).to(memory_format=cl)
+        x = torch.randn(2, 12, 64, 40).contiguous(memory_format=cl).requires_grad_()
+        y = m(x)
+        assert y.shape == (2, 12, 32, 20)
+        y.sum().backward()
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_factorized_reduce_equals_strided_1x1_convs():
+    import torch
+    import torch.nn.functional as F
+
+    from nasr.nas.ops import FactorizedReduce
+
+    m = FactorizedReduce(4, 6, affine=False).eval()
+    x = torch.randn(1, 4, 9, 8)
+    xr = F.relu(x)
+    shifted = F.pad(xr, (0, 1, 0, 1))[:, :, 1:, 1:]
+    ref = torch.cat([F.conv2d(xr, m.conv_1.weight, stride=2), F.conv2d(shifted, m.conv_2.weight, stride=2)], 1)
+    assert torch.allclose(m(x), m.bn(ref), atol=1e-6)
