@@ -19,7 +19,6 @@ train_set=data/train        # searched on train (weights) + valid (alphas); retr
 valid_set=data/valid
 test_set=data/test
 space=nas1                  # op space of the search: nas1 or nas2
-search=darts                # darts (tower search lands with the lid recipe)
 nj=2                        # feature extraction jobs
 device=auto
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml

@@ -60,14 +60,14 @@ def render(rows, title: str, note: str, set_name: str) -> str:
     if note:
         lines += [note, ""]
     lines += [f"Accuracy on `{set_name}`.", "",
-              "| model | system | cells | channels | params | MACs | acc (%) | search cost (device-hours) | search device | train time (h) | train device |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | system | cells | channels | params | MACs | acc (%) | search cost (device-hours) | search device | train epochs | train time (h) | train device |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["acc"]):
         name = f"{r['model']} ({r['search_space']})" if r["search_space"] else r["model"]
         lines.append("| " + " | ".join([
             name, r["system"], fmt(r["cells"]), fmt(r["channels"]), f"{r['params'] / 1e3:.1f}K",
             f"{r['macs'] / 1e6:.2f}M", f"{100 * r['acc']:.2f} ({r['correct']}/{r['total']})",
-            fmt(r["search_device_hours"], "{:.3f}"), fmt(r["search_device"]),
+            fmt(r["search_device_hours"], "{:.3f}"), fmt(r["search_device"]), fmt(r["epochs"]),
             fmt(None if r["train_seconds"] is None else r["train_seconds"] / 3600, "{:.3f}"), fmt(r["device"]),
         ]) + " |")
     lines += ["", "## Commands", ""]
