@@ -122,9 +122,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     text = render(rows, args.title, args.note, args.set)
-    png = exp_root / "plots" / "curves.png"
+    # The plot sits beside RESULTS.md (committed with it), not under exp/ (not committed).
+    png = Path(args.out).with_name(Path(args.out).stem + "_curves.png")
     if plot_curves(exp_root, png):
-        text += f"\n![accuracy per epoch]({png})\n"
+        text += f"\n![accuracy per epoch]({png.name})\n"
     with atomic_write(args.out) as f:
         f.write(text)
     write_json(args.json_out or exp_root / "results.json", {"set": args.set, "systems": rows})

@@ -43,6 +43,7 @@ DEFAULTS = {
     "arch": {"lr": 3.0e-4, "betas": [0.5, 0.999], "weight_decay": 1.0e-3, "unrolled": False,
              "start_epoch": 0},
     "augment": {"p_noise": 0.8, "noise_volume": 0.1, "shift_ms": 100.0},
+    "max_ops": None,  # e.g. {avg_pool_3x3: 2}: cap an op type in the derived normal cell (P-DARTS)
     "max_train_utts": None,
     "max_valid_utts": None,
     "bf16": False,
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
         valid = evaluate_supernet(model, make_loader(valid_ds, 64, False, 0, epoch), device, bf16)
         search_seconds += time.time() - t0
 
-        genotype = model.genotype(cfg["space"])
+        genotype = model.genotype(cfg["space"], max_ops=cfg["max_ops"])
         genotype.save(exp / "genotypes" / f"epoch-{epoch}.json")
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
         history.append({"epoch": epoch, "lr": lr, "train": train, "valid": valid})
