@@ -181,10 +181,17 @@ def barrier(what: str = "barrier") -> None:
             dist.barrier()
 
 
-def cleanup() -> None:
-    """Leave the process group (safe to call when none was joined)."""
+def cleanup(wait_for_others: bool = True) -> None:
+    """Leave the process group (safe to call when none was joined).
+
+    With `wait_for_others`, all ranks meet at a barrier first: rank 0 hosts the rendezvous store,
+    and if it tears down while another rank is still leaving, gloo aborts that rank (SIGABRT,
+    "terminate called without an active exception"; seen in the BMUF resume test)."""
     global _CTX
     if dist.is_available() and dist.is_initialized():
+        if wait_for_others and dist.get_world_size() > 1:
+            with guard_collective("shutdown barrier"):
+                dist.barrier()
         dist.destroy_process_group()
     _CTX = None
 

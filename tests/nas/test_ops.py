@@ -64,8 +64,8 @@ def test_reduction_placement():
 
 
 def test_unknown_head():
-    with pytest.raises(ValueError, match="unknown head 'ctc'.*classifier"):
-        build_head("ctc", 8, 10, 5)
+    with pytest.raises(ValueError, match="unknown head 'no_such_head'.*classifier"):
+        build_head("no_such_head", 8, 10, 5)
 
 
 def test_factorized_reduce_backward_on_channels_last_does_not_crash():
