@@ -45,12 +45,7 @@ profile_opt=${profile:+--profile $profile}
 lang=data/lang_${unit}
 net_of() { case $1 in asr_revised) echo asrnet_b ;; darts) echo asrnet_a ;; *) echo "unknown space $1" >&2; return 1 ;; esac; }
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
-run_stage() {  # run_stage N name: is stage N selected? logs its start
-  if [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; then log "stage $1: $2"; SECONDS=0; return 0; fi
-  return 1
-}
-done_stage() { log "stage $1 done in ${SECONDS}s"; }
+. utils/stage.sh
 
 if run_stage 0 "corpus"; then
   if $synth; then

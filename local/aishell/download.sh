@@ -39,56 +39,19 @@ fi
 dest=$1
 mkdir -p "$dest"
 
-md5_of() {
-  if command -v md5sum >/dev/null; then
-    md5sum "$1" | awk '{print $1}'
-  else
-    md5 -q "$1"
-  fi
-}
-
-fetch() {  # fetch <url> <file>: resumes a partial <file>
-  if command -v curl >/dev/null; then
-    # -C - resumes; curl exits 33 when a server cannot resume, then start over.
-    curl -fL --retry 3 -C - -o "$2" "$1" || { rm -f "$2"; curl -fL --retry 3 -o "$2" "$1"; }
-  elif command -v wget >/dev/null; then
-    wget -c -O "$2" "$1"
-  else
-    echo "$0: neither curl nor wget is installed; install one, or download $1 to $2 by hand" >&2
-    return 1
-  fi
-}
-
 for part in $parts; do
   case "$part" in
     data_aishell) md5=$data_md5 ;;
     resource_aishell) md5=$resource_md5 ;;
     *) echo "$0: unknown part '$part' (expected data_aishell and/or resource_aishell)" >&2; exit 1 ;;
   esac
-  md5=$(echo "$md5" | tr 'A-F' 'a-f')
   if [ -f "$dest/$part/.complete" ]; then
     echo "$0: $dest/$part/.complete exists, $part is already there; skipping."
     continue
   fi
   archive=$dest/$part.tgz
-  # An archive already in place (e.g. copied by hand) is used as is if its checksum matches.
-  if [ -f "$archive" ] && [ "$(md5_of "$archive")" = "$md5" ]; then
-    echo "$0: $archive is already downloaded and its checksum matches."
-  else
-    rm -f "$archive"
-    echo "$0: downloading $url_base/$part.tgz"
-    # Download under a .part name so that a half-fetched file is never mistaken for the archive.
-    fetch "$url_base/$part.tgz" "$archive.part"
-    actual=$(md5_of "$archive.part")
-    if [ "$actual" != "$md5" ]; then
-      echo "$0: checksum mismatch for $url_base/$part.tgz: got md5 $actual, expected $md5." >&2
-      echo "$0: the download is corrupt or the wrong file; removed $archive.part, run again to" \
-           "refetch (or pass --${part%_aishell}-md5 if you knowingly use another copy)." >&2
-      rm -f "$archive.part"
-      exit 1
-    fi
-    mv "$archive.part" "$archive"
-  fi
+  "$nasr_root/utils/download_and_verify.sh" "$url_base/$part.tgz" "$archive" md5 "$md5" \
+    "--${part%_aishell}-md5"
 
   echo "$0: unpacking $archive into $dest"
   tar -xzf "$archive" -C "$dest"

@@ -51,44 +51,7 @@ fi
 mkdir -p "$dest"
 archive=$dest/$archive_name
 
-sha256_of() {
-  if command -v sha256sum >/dev/null; then
-    sha256sum "$1" | awk '{print $1}'
-  else
-    shasum -a 256 "$1" | awk '{print $1}'
-  fi
-}
-
-fetch() {  # fetch <url> <file>: resumes a partial <file>
-  if command -v curl >/dev/null; then
-    # -C - resumes; curl exits 33 when a server cannot resume, then start over.
-    curl -fL --retry 3 -C - -o "$2" "$1" || { rm -f "$2"; curl -fL --retry 3 -o "$2" "$1"; }
-  elif command -v wget >/dev/null; then
-    wget -c -O "$2" "$1"
-  else
-    echo "$0: neither curl nor wget is installed; install one, or download $1 to $archive by hand" >&2
-    return 1
-  fi
-}
-
-# An archive already in place (e.g. copied by hand) is used as is if its checksum matches.
-if [ -f "$archive" ] && [ "$(sha256_of "$archive")" = "$sha256" ]; then
-  echo "$0: $archive is already downloaded and its checksum matches."
-else
-  rm -f "$archive"
-  echo "$0: downloading $url"
-  # Download under a .part name so that a half-fetched file is never mistaken for the archive.
-  fetch "$url" "$archive.part"
-  actual=$(sha256_of "$archive.part")
-  if [ "$actual" != "$sha256" ]; then
-    echo "$0: checksum mismatch for $url: got sha256 $actual, expected $sha256." >&2
-    echo "$0: the download is corrupt or the wrong file; removed $archive.part, run again to refetch" \
-         "(or pass --sha256 if you knowingly use another copy)." >&2
-    rm -f "$archive.part"
-    exit 1
-  fi
-  mv "$archive.part" "$archive"
-fi
+"$nasr_root/utils/download_and_verify.sh" "$url" "$archive" sha256 "$sha256" --sha256
 
 echo "$0: unpacking $archive into $dest"
 tar -xzf "$archive" -C "$dest"
