@@ -22,6 +22,7 @@ install_requires = [
     "tqdm",
     "tensorboard",
     "matplotlib",
+    "optuna",  # tower search: TPE tuning of lr, dropout and batch size (nasr.tower.tune)
 ]
 
 setup(
