@@ -192,3 +192,43 @@ def build_dfsmn_san(cfg: Optional[Mapping[str, Any]] = None, **kwargs) -> DfsmnS
     if "vocab_size" not in settings:
         raise ValueError("dfsmn_san: vocab_size is missing (fix: set it to the number of CTC units incl. blank)")
     return DfsmnSan(**settings)
+
+
+def infer_lengths(x: torch.Tensor) -> torch.Tensor:
+    """Frames up to the last one that is not all zero, per utterance of (N, C, T, D) features.
+
+    Batches are zero-padded after CMVN (nasr.data.asr_dataset.AsrCollate), and a real frame whose
+    every channel and bin is exactly 0.0 after mean normalisation does not occur in practice; so
+    the trailing all-zero frames are the padding. Used only when the caller gives no lengths."""
+    nonzero = x.detach().ne(0).any(dim=3).any(dim=1)  # (N, T)
+    t = torch.arange(1, x.shape[2] + 1, device=x.device)
+    return (nonzero.long() * t).amax(dim=1).clamp(min=1)
+
+
+class DfsmnSanCtc(DfsmnSan):
+    """DFSMN-SAN under the registry's calling convention, as nasr.train.ctc drives every CTC model:
+    ``forward(x, x_lens=None) -> (log_probs, None)`` and ``output_lengths(x_lens)``.
+
+    Without `x_lens` the lengths are read off the zero padding (`infer_lengths`), so that padded
+    frames stay masked out of the memory blocks and the attention as they are with explicit lengths."""
+
+    def forward(self, x: torch.Tensor, x_lens: Optional[torch.Tensor] = None):  # type: ignore[override]
+        if x_lens is None:
+            x_lens = infer_lengths(x)
+        log_probs, _ = super().forward(x, x_lens)
+        return log_probs, None
+
+
+def build_dfsmn_san_ctc(num_classes: int, in_channels: int = 3, freq_dim: int = 40, **kwargs) -> DfsmnSanCtc:
+    """Registry builder: `num_classes`/`freq_dim` (what train_ctc passes every CTC model) are
+    DFSMN-SAN's vocab_size/feat_dim; the other keys are DfsmnSan's (unknown ones are an error)."""
+    for alias in ("vocab_size", "feat_dim"):
+        if alias in kwargs:
+            raise ValueError(f"dfsmn_san: {alias} comes from the data and lang dir "
+                             f"(fix: remove it from the model config)")
+    accepted = [p for p in inspect.signature(DfsmnSan.__init__).parameters
+                if p not in ("self", "vocab_size", "feat_dim", "in_channels")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"dfsmn_san does not take {', '.join(unknown)} (it takes: {', '.join(accepted)})")
+    return DfsmnSanCtc(vocab_size=num_classes, in_channels=in_channels, feat_dim=freq_dim, **kwargs)

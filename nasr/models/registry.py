@@ -12,7 +12,9 @@
 
 Calling convention: every model here returns ``(logits, aux_logits_or_None)`` from ``forward``
 (the hand-designed baselines always give ``None``), so training and scoring call
-``logits, aux = model(x)`` without knowing which network they hold.
+``logits, aux = model(x)`` without knowing which network they hold. CTC models whose output
+frame rate is not the searched network's two halvings (dfsmn_san: 4x frame stacking) also have
+``output_lengths(x_lens)``, and take ``forward(x, x_lens)`` for exact padding masks.
 """
 from __future__ import annotations
 
@@ -68,11 +70,19 @@ def load_genotype(spec):
     raise TypeError(f"genotype must be a JSON path, a dict or a Genotype, got {type(spec).__name__}")
 
 
+def build_dfsmn_san(**kwargs) -> nn.Module:
+    """DFSMN-SAN, the hand-designed CTC baseline (nasr.models.dfsmn_san.build_dfsmn_san_ctc)."""
+    from nasr.models.dfsmn_san import build_dfsmn_san_ctc
+
+    return build_dfsmn_san_ctc(**kwargs)
+
+
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     "res15": Res15,
     "tc_resnet14": tc_resnet14,
     "tc_resnet8": tc_resnet8,
     "darts_net": build_darts_net,
+    "dfsmn_san": build_dfsmn_san,
 }
 
 

@@ -111,3 +111,24 @@ def test_san_positions_and_config_errors():
         model(torch.randn(1, 1, 12, 8), torch.tensor([12]))
     with pytest.raises(ValueError, match="x_lens"):
         model(torch.randn(1, 3, 12, 8), torch.tensor([13]))
+
+
+def test_registry_builds_ctc_convention_and_infers_padding():
+    from nasr.models.registry import build_model
+    cfg = {k: v for k, v in SMALL.items() if k not in ("vocab_size", "in_channels", "feat_dim")}
+    model = build_model(dict(cfg, name="dfsmn_san", num_classes=11, in_channels=3, freq_dim=8))
+    randomize_memory(model).eval()
+    x = torch.randn(2, 3, 24, 8)
+    x[1, :, 13:] = 0.0                               # zero padding as the ASR collate leaves it
+    lens = torch.tensor([24, 13])
+    out, aux = model(x)
+    assert aux is None and out.shape == (2, 6, 11)
+    ref, _ = model(x, lens)
+    assert torch.allclose(out, ref, atol=1e-6)       # padding found without explicit lengths
+    assert model.output_lengths(lens).tolist() == [6, 4]
+    alone, _ = model(x[1:, :, :13])                  # the padded utterance alone: same valid frames
+    assert torch.allclose(out[1, :4], alone[0], atol=1e-5)
+    with pytest.raises(ValueError, match="does not take"):
+        build_model(dict(cfg, name="dfsmn_san", num_classes=11, layers=3))
+    with pytest.raises(ValueError, match="comes from the data"):
+        build_model(dict(cfg, name="dfsmn_san", num_classes=11, vocab_size=11))
