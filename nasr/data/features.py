@@ -201,6 +201,15 @@ PRESETS: Dict[str, FeatureConfig] = {
     "asr_fbank": FeatureConfig(type="fbank", num_mel_bins=40, frame_length_ms=25.0,
                                frame_shift_ms=10.0, deltas=2, layout="channels", cmvn="global",
                                norm_vars=True),
+    # Tower-search LID: 40 log-mel every 10 ms over 25 ms windows, no deltas, (T, 40) frames
+    # (the dataset caps T at 400). Global mean/variance CMVN from the set's own stats: a
+    # VoxLingua107 "speaker" is a YouTube video, whose channel is correlated with its language, so
+    # per-speaker CMVN would hand the classifier (or hide from it) a channel cue the test set
+    # lacks; and per-utterance CMVN over a few seconds also removes language-dependent spectral
+    # balance. Global stats only put the inputs on a scale the network trains well on.
+    "lid_fbank": FeatureConfig(type="fbank", num_mel_bins=40, frame_length_ms=25.0,
+                               frame_shift_ms=10.0, deltas=0, layout="concat", cmvn="global",
+                               norm_vars=True),
 }
 
 
