@@ -44,6 +44,7 @@ DEFAULTS = {
              "start_epoch": 0},
     "augment": {"p_noise": 0.8, "noise_volume": 0.1, "shift_ms": 100.0},
     "max_ops": None,  # e.g. {avg_pool_3x3: 2}: cap an op type in the derived normal cell (P-DARTS)
+    "max_ops_reduce": None,  # the same for the reduction cell
     "max_train_utts": None,
     "max_valid_utts": None,
     "bf16": False,
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
         valid = evaluate_supernet(model, make_loader(valid_ds, 64, False, 0, epoch), device, bf16)
         search_seconds += time.time() - t0
 
-        genotype = model.genotype(cfg["space"], max_ops=cfg["max_ops"])
+        genotype = model.genotype(cfg["space"], max_ops=cfg["max_ops"],
+                                  max_ops_reduce=cfg["max_ops_reduce"])
         genotype.save(exp / "genotypes" / f"epoch-{epoch}.json")
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
         history.append({"epoch": epoch, "lr": lr, "train": train, "valid": valid})

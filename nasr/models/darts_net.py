@@ -14,7 +14,7 @@ from torch import nn
 
 from nasr.nas.genotype import Genotype
 from nasr.nas.ops import (FactorizedReduce, Identity, ReLUConvBN, build_head, build_op, drop_path,
-                          make_stem, reduced_size, reduction_indices)
+                          halved_lengths, make_stem, reduced_size, reduction_indices)
 
 
 class Cell(nn.Module):
@@ -117,7 +117,9 @@ class DartsNetwork(nn.Module):
             if i == self.auxiliary_index:
                 C_aux = C_p
         self.out_channels = C_p
-        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells) + (stem_stride == 2))
+        # Stride-2 stages along time (and frequency): the reduction cells, plus a stride-2 stem.
+        self.time_reductions = len(self.reduction_cells) + (stem_stride == 2)
+        self.out_freq = reduced_size(freq_dim, self.time_reductions)
         self.head = build_head(head, C_p, self.out_freq, num_classes)
         self.auxiliary_head = AuxiliaryHead(C_aux, num_classes) if auxiliary and C_aux else None
         # NHWC runs the depthwise/separable convs and pools ~2.5x faster on CPU.
@@ -139,6 +141,10 @@ class DartsNetwork(nn.Module):
             if i == self.auxiliary_index:
                 aux_in = s1
         return s1, aux_in
+
+    def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
+        """Valid output frames of each input length (the CTC head's T' = ceil(T / 2^reductions))."""
+        return halved_lengths(x_lens, self.time_reductions)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._body(x)[0]

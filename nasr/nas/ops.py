@@ -195,6 +195,15 @@ def reduced_size(n: int | None, num_reductions: int) -> int | None:
     return n
 
 
+def halved_lengths(lens: torch.Tensor, num_halvings: int) -> torch.Tensor:
+    """Valid frames per utterance after `num_halvings` stride-2 stages (stem or reduction cell;
+    each rounds up, as a 3x3 stride-2 conv with padding 1 does)."""
+    lens = torch.as_tensor(lens, dtype=torch.long)
+    for _ in range(num_halvings):
+        lens = torch.div(lens + 1, 2, rounding_mode="floor")
+    return lens
+
+
 def make_stem(in_channels: int, C_out: int, stride: int = 1) -> nn.Sequential:
     """3x3 convolution + BatchNorm in front of the first cell (DARTS's CIFAR stem).
 

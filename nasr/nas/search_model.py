@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
 from nasr.nas.ops import (POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head, build_op,
-                          make_stem, reduced_size, reduction_indices)
+                          halved_lengths, make_stem, reduced_size, reduction_indices)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -181,7 +181,9 @@ class SearchNetwork(nn.Module):
             reduction_prev = is_reduction
             C_pp, C_p = C_p, multiplier * C_curr
         self.out_channels = C_p
-        self.out_freq = reduced_size(freq_dim, len(self.reduction_cells) + (stem_stride == 2))
+        # Stride-2 stages along time (and frequency): the reduction cells, plus a stride-2 stem.
+        self.time_reductions = len(self.reduction_cells) + (stem_stride == 2)
+        self.out_freq = reduced_size(freq_dim, self.time_reductions)
         self.head = build_head(head, C_p, self.out_freq, num_classes)
 
         n_ops = {cell: len(ops[0]) for cell, ops in self.edge_ops.items()}
@@ -235,6 +237,10 @@ class SearchNetwork(nn.Module):
         return dict(self._init_kwargs["op_dropout"])
 
     # -- forward --------------------------------------------------------------------------------
+    def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
+        """Valid output frames of each input length (the CTC head's T' = ceil(T / 2^reductions))."""
+        return halved_lengths(x_lens, self.time_reductions)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3 and self.in_channels == 1:
             x = x.unsqueeze(1)

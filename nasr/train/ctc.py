@@ -2,8 +2,9 @@
 
 Both network kinds end in the per-frame "ctc" head (nasr.nas.asr_head) and emit (N, T/4, V)
 log-posteriors: two reduction cells each halve time, rounding up, so an utterance of L frames owns
-ceil(ceil(L/2)/2) = ceil(L/4) output frames (`output_lengths`); frames past that are padding and
-are hidden from the loss and the decoder.
+ceil(ceil(L/2)/2) = ceil(L/4) output frames; a stride-2 stem halves once more. The network says
+how many valid frames each input length gives (`model.output_lengths`, read by
+`model_output_lengths`); frames past that are padding and are hidden from the loss and the decoder.
 
 `ctc_loss` is torch's CTC (blank = unit 0) averaged over the batch after dividing each
 utterance's loss by its label length (torch's "mean"), with zero_infinity so that one impossible
@@ -22,6 +23,7 @@ import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head)
 from nasr.asr.ctc_decode import greedy_decode
 from nasr.asr.units import BLANK_ID
 from nasr.data.asr_dataset import AsrBatch
+from nasr.nas.ops import halved_lengths
 from nasr.train.loop import autocast_context
 
 NUM_REDUCTIONS = 2  # the ASR network's two reduction cells (1/3 and 2/3 of the depth)
@@ -29,10 +31,15 @@ NUM_REDUCTIONS = 2  # the ASR network's two reduction cells (1/3 and 2/3 of the 
 
 def output_lengths(x_lens: torch.Tensor, num_reductions: int = NUM_REDUCTIONS) -> torch.Tensor:
     """Valid output frames per utterance after `num_reductions` stride-2 cells (each rounds up)."""
-    lens = torch.as_tensor(x_lens, dtype=torch.long)
-    for _ in range(num_reductions):
-        lens = torch.div(lens + 1, 2, rounding_mode="floor")
-    return lens
+    return halved_lengths(x_lens, num_reductions)
+
+
+def model_output_lengths(model, x_lens: torch.Tensor) -> torch.Tensor:
+    """Valid output frames per utterance for `model` (unwrapping DDP): its own `output_lengths`
+    when it has one (a stride-2 stem or another subsampling), else two ceil-halvings."""
+    net = getattr(model, "module", model)
+    own = getattr(net, "output_lengths", None)
+    return own(x_lens) if own is not None else output_lengths(x_lens)
 
 
 def network_log_probs(model, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
@@ -50,7 +57,7 @@ def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Ten
     t = log_probs.size(1)
     if int(out_lens.max()) > t:
         raise ValueError(f"output lengths {out_lens.tolist()} exceed the network's {t} output frames "
-                         f"(inputs not padded to a multiple of {2 ** NUM_REDUCTIONS}?)")
+                         f"(does the model's output_lengths match its subsampling?)")
     return F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, target_lens, blank=blank,
                       reduction="mean", zero_infinity=True)
 
@@ -96,7 +103,7 @@ def batch_ctc_loss(model, batch: AsrBatch, bf16: bool = False) -> torch.Tensor:
     if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
         batch = batch[0]
     log_probs = network_log_probs(model, batch.x, bf16)
-    return ctc_loss(log_probs, output_lengths(batch.x_lens).to(log_probs.device), batch.targets,
+    return ctc_loss(log_probs, model_output_lengths(model, batch.x_lens).to(log_probs.device), batch.targets,
                     batch.target_lens)
 
 
@@ -144,7 +151,7 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     for batch, utts in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
         batch = batch_to(batch, device)
         log_probs = network_log_probs(model, batch.x, bf16)
-        out_lens = output_lengths(batch.x_lens).to(log_probs.device)
+        out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
         loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
         total += float(loss) * len(utts)
         n += len(utts)
@@ -166,5 +173,5 @@ def unit_error_rate(hyps: Dict[str, List[int]], refs: Dict[str, List[int]]) -> f
     return stats.rate / 100.0
 
 
-__all__ = ["NUM_REDUCTIONS", "output_lengths", "network_log_probs", "ctc_loss", "batch_to",
+__all__ = ["NUM_REDUCTIONS", "output_lengths", "model_output_lengths", "network_log_probs", "ctc_loss", "batch_to",
            "batch_ctc_loss", "input_dims", "make_loader", "train_ctc_epoch", "evaluate_ctc", "unit_error_rate"]

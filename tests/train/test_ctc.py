@@ -125,3 +125,22 @@ def test_greedy_decode_respects_output_lengths():
     lp[0, 2:, 2] = 1.0
     assert greedy_decode(lp, output_lengths(torch.tensor([16])))[0] == [1, 2]
     assert greedy_decode(lp, output_lengths(torch.tensor([8])))[0] == [1]
+
+
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_network_output_lengths_follow_the_stem_stride(stem_stride):
+    # A stride-2 stem adds a third halving: the loss must use ceil(T/8) frames, not ceil(T/4)
+    # (with the fixed two-halving lengths, ctc_loss saw more frames than the network emitted).
+    torch.manual_seed(0)
+    net = DartsNetwork(GENO, in_channels=3, num_classes=6, C=4, layers=3, reduction="thirds",
+                       head="ctc", freq_dim=16, stem_stride=stem_stride)
+    x_lens = torch.tensor([37, 21])
+    x = torch.randn(2, 3, 40, 16)
+    log_probs, _ = net(x)
+    halvings = 2 + (stem_stride == 2)
+    assert net.output_lengths(x_lens).tolist() == [math.ceil(n / 2 ** halvings) for n in (37, 21)]
+    assert log_probs.size(1) == math.ceil(40 / 2 ** halvings)
+    batch = AsrBatch(x, x_lens, torch.tensor([1, 2, 3, 1]), torch.tensor([2, 2]))
+    loss = batch_ctc_loss(net, batch)
+    assert torch.isfinite(loss)
+    loss.backward()
