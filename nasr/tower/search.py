@@ -1,0 +1,201 @@
+"""Tower search (tower-search paper, Algorithms 1 and 2): select, mutate, transfer, train, evaluate.
+
+One trainer runs `run_trainer`; several run at once on one candidate store (nasr.tower.store) and
+never wait for each other: each picks the best tower evaluated so far when it is free.
+
+Algorithm 2 (MUTATE) on the candidates C:
+    a <- argmin_{a in C} L(a)
+    if |a| < floor(|C| / M) and |a| < K:  b <- a + [random block]       (grow)
+    else:                                 b <- a with one random block replaced by a random block
+With C empty the first tower is one random block.  M (default 5) is the exploration needed per depth:
+a tower of depth k grows only once C holds (k + 1) * M candidates.  A mutation that repeats a tower
+already in A (evaluated, or being trained by another trainer) is redrawn, up to `max_tries` times,
+so parallel trainers spread out instead of training the same tower twice.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasr.tower.data import iterate_steps, make_loader
+from nasr.tower.store import Candidate, CandidateStore
+from nasr.tower.tower import TowerNet, tower_params, transfer
+
+log = logging.getLogger("nasr")
+
+
+@dataclass
+class SearchSettings:
+    block_set: List[str]
+    max_blocks: int = 4          # K
+    explore_m: int = 5           # M
+    max_tries: int = 20
+
+
+def select_candidates(done: Sequence[Candidate]) -> List[Candidate]:
+    """SELECTCANDIDATES(A): every evaluated candidate (a failed or lost one has no loss)."""
+    return [c for c in done if c.status == "done" and c.loss is not None and math.isfinite(c.loss)]
+
+
+def mutate(candidates: Sequence[Candidate], settings: SearchSettings, rng: random.Random,
+           taken: Sequence[Sequence[str]] = ()) -> Tuple[Optional[Candidate], List[str], str]:
+    """MUTATE(C) -> (a or None, b, "init" | "grow" | "replace"); `taken`: towers not to repeat."""
+    taken_set = {tuple(t) for t in taken}
+    if not candidates:
+        b: List[str] = []
+        for _ in range(settings.max_tries):
+            b = [rng.choice(settings.block_set)]
+            if tuple(b) not in taken_set:
+                break
+        return None, b, "init"
+    a = min(candidates, key=lambda c: (c.loss, c.id))
+    grow = len(a.blocks) < len(candidates) // settings.explore_m and len(a.blocks) < settings.max_blocks
+    for _ in range(settings.max_tries):
+        if grow:
+            b = list(a.blocks) + [rng.choice(settings.block_set)]
+        else:
+            b = list(a.blocks)
+            b[rng.randrange(len(b))] = rng.choice(settings.block_set)
+        if tuple(b) not in taken_set:
+            break
+    return a, b, "grow" if grow else "replace"
+
+
+# --- TRAIN and EVAL ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: nn.Module, ds, batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Logits (N, K), labels (N,) and utterance ids over a dataset, in its order."""
+    model.eval()
+    logits, labels, utts = [], [], []
+    for x, lengths, y, u in make_loader(ds, batch_size, False, 0):
+        logits.append(model(x, lengths).float().numpy())
+        labels.append(y.numpy())
+        utts += u
+    return np.concatenate(logits), np.concatenate(labels), utts
+
+
+def evaluate(model: nn.Module, ds, batch_size: int = 64) -> Dict[str, float]:
+    """EVAL: mean cross-entropy (the search's loss L) and accuracy on a held-out set."""
+    logits, labels, _ = predict(model, ds, batch_size)
+    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
+    return {"loss": float(loss), "acc": float((logits.argmax(1) == labels).mean())}
+
+
+def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, batch_size: int, seed: int,
+                eval_every: int, grad_clip: float = 5.0, weight_decay: float = 0.0,
+                progress: Optional[str] = None) -> Tuple[List[List[float]], Dict[str, float]]:
+    """TRAIN for `steps` Adam steps (the paper counts steps, not epochs), evaluating every
+    `eval_every` steps.  Returns the curve [[step, valid acc, valid loss], ...] and the final EVAL."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    curve: List[List[float]] = []
+    batches = iterate_steps(train_ds, batch_size, seed)
+    bar = tqdm(total=steps, desc=progress, disable=progress is None, mininterval=5, leave=False)
+    result = {"loss": float("nan"), "acc": 0.0}
+    for step in range(1, steps + 1):
+        model.train()
+        _, (x, lengths, y, _) = next(batches)
+        loss = nn.functional.cross_entropy(model(x, lengths), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr {lr:g})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        bar.update(1)
+        if step % eval_every == 0 or step == steps:
+            result = evaluate(model, valid_ds)
+            curve.append([step, result["acc"], result["loss"]])
+            bar.set_postfix(acc=f"{result['acc']:.3f}", loss=f"{result['loss']:.3f}")
+    bar.close()
+    return curve, result
+
+
+# --- one trainer ------------------------------------------------------------------------------
+
+def candidate_checkpoint(exp_dir, cand_id: int) -> Path:
+    return Path(exp_dir) / "candidates" / f"cand-{cand_id}.pt"
+
+
+def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid_ds, class_names: List[str],
+                exp_dir, trainer_id: str, train_cfg: Dict, *, steps: int, eval_every: int, seed: int = 0,
+                max_candidates: Optional[int] = None, time_budget: Optional[float] = None,
+                tuner=None) -> int:
+    """Algorithm 1 until the store's candidate budget or this trainer's time budget is spent.
+    Returns the number of candidates this trainer evaluated."""
+    from nasr.train.checkpoint import load_checkpoint, save_checkpoint
+
+    lost = store.mark_lost(trainer_id)
+    if lost:
+        log.warning("trainer %s: %d candidate(s) it was training when it stopped are marked lost", trainer_id, lost)
+    rng = random.Random(f"{seed}-{trainer_id}-{time.time_ns()}")
+    input_dim, num_classes = int(train_ds[0][0].shape[-1]), len(class_names)
+    start, evaluated = time.time(), 0
+    while time_budget is None or time.time() - start < time_budget:
+        def propose(done, running):
+            cands = select_candidates(done)
+            a, b, how = mutate(cands, settings, rng, [c.blocks for c in done + running])
+            return {"blocks": b, "parent_id": a.id if a else None, "mutation": how,
+                    "hparams": dict(train_cfg)}
+
+        cand = store.claim(propose, trainer_id, max_candidates)
+        if cand is None:
+            log.info("trainer %s: candidate budget (%s) spent", trainer_id, max_candidates)
+            break
+        hp = dict(cand.hparams)
+        trial = None
+        if tuner is not None:
+            trial, suggested = tuner.ask(cand.id, cand.blocks)
+            hp.update(suggested)
+            store.update_hparams(cand.id, hp)
+        t0 = time.time()
+        try:
+            torch.manual_seed(seed * 7919 + cand.id)
+            model = TowerNet(cand.blocks, input_dim, num_classes, dropout=float(hp["dropout"]))
+            copied = 0
+            if cand.parent_id is not None:
+                parent = store.get(cand.parent_id)
+                if parent.checkpoint and Path(parent.checkpoint).is_file():
+                    copied = transfer(load_checkpoint(parent.checkpoint)["model"], parent.blocks, model)
+                else:
+                    log.warning("candidate %d: parent %d has no checkpoint; training from scratch",
+                                cand.id, cand.parent_id)
+            log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f "
+                     "batch %d", trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied,
+                     hp["lr"], hp["dropout"], hp["batch_size"])
+            curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
+                                        batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id,
+                                        eval_every=eval_every, grad_clip=float(hp.get("grad_clip", 5.0)),
+                                        weight_decay=float(hp.get("weight_decay", 0.0)),
+                                        progress=f"cand {cand.id}")
+            ckpt = candidate_checkpoint(exp_dir, cand.id)
+            save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
+                                   "num_classes": num_classes, "class_names": class_names, "hparams": hp})
+            store.finish(cand.id, loss=result["loss"], acc=result["acc"],
+                         params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
+                         checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
+            if tuner is not None:
+                tuner.tell(trial, result["loss"])
+            evaluated += 1
+            log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", trainer_id, cand.id,
+                     result["loss"], result["acc"], time.time() - t0)
+        except (FloatingPointError, RuntimeError, ValueError) as e:
+            # A diverging or broken candidate is recorded and the search goes on.
+            log.warning("trainer %s: candidate %d failed: %s", trainer_id, cand.id, e)
+            store.fail(cand.id, f"{type(e).__name__}: {e}")
+            if tuner is not None:
+                tuner.tell(trial, None)
+    return evaluated

@@ -1,0 +1,50 @@
+import random
+
+from nasr.tower.search import SearchSettings, mutate, select_candidates
+from nasr.tower.store import Candidate
+
+BLOCKS = ["rnn_8", "lstm_8", "proj_8", "svdf_8_4"]
+
+
+def cands(*specs):
+    return [Candidate(id=i, blocks=list(b), status="done", trainer_id="1", loss=loss)
+            for i, (b, loss) in enumerate(specs, 1)]
+
+
+def test_first_tower_is_one_random_block():
+    a, b, how = mutate([], SearchSettings(BLOCKS), random.Random(0))
+    assert a is None and how == "init" and len(b) == 1 and b[0] in BLOCKS
+
+
+def test_replace_until_enough_exploration_then_grow():
+    s = SearchSettings(BLOCKS, max_blocks=3, explore_m=5)
+    # |C| = 9: floor(9/5) = 1, |a| = 1 is not < 1 -> replace a block of the best tower.
+    c = cands(*[(["rnn_8"], 2.0)] * 8, (["lstm_8"], 1.0))
+    a, b, how = mutate(c, s, random.Random(0))
+    assert a.blocks == ["lstm_8"] and how == "replace" and len(b) == 1
+    # |C| = 10: floor(10/5) = 2 > 1 -> grow the best tower by one block.
+    c = c + cands((["proj_8"], 3.0))
+    a, b, how = mutate(c, s, random.Random(0))
+    assert how == "grow" and b[:1] == ["lstm_8"] and len(b) == 2 and b[1] in BLOCKS
+
+
+def test_depth_is_capped_at_k():
+    s = SearchSettings(BLOCKS, max_blocks=2, explore_m=1)
+    c = cands(*[(["rnn_8", "rnn_8"], 1.0)] + [(["proj_8"], 2.0)] * 20)
+    a, b, how = mutate(c, s, random.Random(1))
+    assert how == "replace" and len(b) == 2
+    assert sum(x != y for x, y in zip(a.blocks, b)) <= 1
+
+
+def test_mutation_avoids_towers_already_taken():
+    s = SearchSettings(BLOCKS)
+    c = cands((["rnn_8"], 1.0))
+    taken = [["rnn_8"], ["lstm_8"], ["proj_8"]]
+    for seed in range(10):
+        _, b, _ = mutate(c, s, random.Random(seed), taken)
+        assert b == ["svdf_8_4"]
+
+
+def test_select_skips_unevaluated():
+    c = cands((["rnn_8"], 1.0)) + [Candidate(id=9, blocks=["x"], status="failed", trainer_id="1")]
+    assert [x.id for x in select_candidates(c)] == [1]
