@@ -18,6 +18,13 @@ characters: text keeps it so (ASCII letters upper-cased, whitespace collapsed), 
 segments it into lexicon words by forward maximum matching (characters no word covers stay single).
 wav.scp entries without a transcript, transcripts without a wav.scp entry, and entries whose wav
 file is missing are skipped and counted in the log.
+
+AISHELL-2 ships no lexicon (Kaldi's recipe downloads DaCiDian). Without --lexicon, one is made from
+pypinyin (`--make-lexicon`, the default): the words of pypinyin's phrase dictionary (2-4 characters)
+written only with characters of the training transcripts, and each of those characters alone, with
+pypinyin's toned readings (`中国 zhong1 guo2`; neutral tone 5). It goes to OUT/local/lexicon.txt
+(a given --lexicon is copied there), so later stages never need the corpus path.
+Latin-letter words have no entry: they are counted, and prepare_lang's OOV policy applies.
 """
 from __future__ import annotations
 
@@ -113,18 +120,47 @@ def prepare_set(set_dir: Path, lexicon=None) -> Tuple[DataDir, Dict[str, int]]:
     return DataDir(utt2spk=utt2spk, text=text, wav_scp=wavs), counts
 
 
+def pinyin_lexicon(texts) -> "Lexicon":
+    """Word -> toned syllables from pypinyin for the characters of `texts` (see the module doc)."""
+    from pypinyin import Style, pinyin
+    from pypinyin.phrases_dict import phrases_dict
+
+    from nasr.asr.lexicon import Lexicon
+
+    chars = {c for t in texts for c in t if not c.isascii() and not c.isspace()}
+    if not chars:
+        raise CorpusError("the training transcripts hold no Chinese character to build a lexicon from "
+                          "(fix: give --lexicon)")
+    words = sorted(chars) + sorted(w for w in phrases_dict if 2 <= len(w) <= 4 and set(w) <= chars)
+    lex = Lexicon()
+    for w in words:
+        # Phrase-aware readings (pypinyin picks a polyphone's reading from the phrase dictionary).
+        syl = [s[0] for s in pinyin(w, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")]
+        if len(syl) == len(w) and all(x[-1:].isdigit() for x in syl):
+            lex.add(w, syl)
+    log.info("pypinyin lexicon: %d words (%d characters of the training text, %d phrases)",
+             len(lex.entries), len(chars), len(lex.entries) - len(chars))
+    return lex
+
+
 def prepare(out_dir, corpus_dir=None, channel: str = "iOS", train_dir=None, dev_dir=None, test_dir=None,
-            lexicon_path=None, validate: bool = True) -> Dict[str, Dict[str, int]]:
+            lexicon_path=None, validate: bool = True, make_lexicon: bool = False) -> Dict[str, Dict[str, int]]:
     out_dir = Path(out_dir)
     corpus_dir = Path(corpus_dir) if corpus_dir is not None else None
     if corpus_dir is not None and not corpus_dir.is_dir():
         raise CorpusError(f"{corpus_dir}: no such directory (fix: give the folder holding {channel}/data)")
     dirs = locate_sets(corpus_dir, channel, {"train": train_dir, "dev": dev_dir, "test": test_dir})
-    lexicon = None
-    if lexicon_path is not None:
-        from nasr.asr.lexicon import read_lexicon
+    from nasr.asr.lexicon import read_lexicon, write_lexicon
 
+    if lexicon_path is not None:
         lexicon = read_lexicon(lexicon_path)
+    elif make_lexicon:
+        trans, _ = read_two_columns(dirs["train"] / "trans.txt")
+        lexicon = pinyin_lexicon(normalise_text(t) for t in trans.values())
+    else:
+        lexicon = None
+    if lexicon is not None:
+        write_lexicon(out_dir / "local" / "lexicon.txt", lexicon)
     all_counts = {}
     for subset in SETS:
         data, counts = prepare_set(dirs[subset], lexicon)
@@ -154,7 +190,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-dir", default=None, help="the train set dir (wav.scp, trans.txt)")
     parser.add_argument("--dev-dir", default=None, help="the dev set dir")
     parser.add_argument("--test-dir", default=None, help="the test set dir")
-    parser.add_argument("--lexicon", default=None, help="segment the text into this lexicon's words")
+    parser.add_argument("--lexicon", default=None, help="segment the text into this lexicon's words "
+                        "(copied to OUT/local/lexicon.txt)")
+    parser.add_argument("--make-lexicon", choices=("pypinyin", "none"), default="pypinyin",
+                        help="without --lexicon: build OUT/local/lexicon.txt from pypinyin, or keep "
+                             "the text unsegmented (none)")
     parser.add_argument("--out-dir", required=True, help="where train/, dev/, test/ go")
     return parser
 
@@ -166,7 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging()
     try:
         prepare(args.out_dir, args.corpus_dir, args.channel, args.train_dir, args.dev_dir,
-                args.test_dir, args.lexicon)
+                args.test_dir, args.lexicon, make_lexicon=args.make_lexicon == "pypinyin")
     except (CorpusError, ValueError) as e:  # FormatError is a ValueError
         log.error("%s", e)
         return 1

@@ -7,9 +7,24 @@ optional bf16 autocast. Every epoch writes epoch-N.pt (model, optimizer, schedul
 `--resume` continues from the newest one. best.pt is the epoch with the lowest dev loss (the last
 epoch without --valid-data).
 
+Several workers (`--distributed bmuf|ddp`, launched by torchrun: one process per GPU, or N CPU
+processes over gloo): each worker trains on its share of the length-bucketed batches (every worker
+gets the same number of batches). `bmuf` (Chen & Huo 2016, nasr.train.bmuf) lets each worker run
+`bmuf.block_size` local SGD steps, then all-reduces the parameters and applies the block momentum
+and block learning rate (Nesterov optional); the config's `bmuf:` section sets them. `ddp`
+all-reduces gradients every step (torch's DistributedDataParallel), for comparison. `none` is one
+process. Rank 0 alone validates, logs to log/train.log and writes checkpoints (BMUF's global model,
+not a worker's); the others log to log/train.rank-R.log. A worker that dies ends the whole job
+with an error naming it, within `dist_timeout_s`; the newest epoch-N.pt then resumes with --resume
+(on any number of workers).
+
+The config may name the op space its genotype must come from (`space: asr_revised`); a genotype
+searched in another space is refused before any training.
+
 e.g.: python -m nasr.bin.train_ctc --config conf/train_asrnet_b.yaml --train-data data/train_sp \
         --valid-data data/dev --lang data/lang_syllable --genotype exp/pdarts_asr_revised/genotype.json \
         --exp-dir exp/train_asrnet_b --resume
+      torchrun --standalone --nproc-per-node 2 -m nasr.bin.train_ctc --distributed bmuf ...
 """
 from __future__ import annotations
 
@@ -28,6 +43,7 @@ from nasr.models.registry import build_model
 from nasr.nas.ops import count_parameters
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nasr.train.ctc import evaluate_ctc, input_dims, make_loader, train_ctc_epoch, unit_error_rate
+from nasr.train import distributed as dist_util
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
 from nasr.utils.io import write_json
@@ -36,8 +52,9 @@ from nasr.utils.log import setup_logging
 log = logging.getLogger("nasr.train_ctc")
 
 DEFAULTS = {
-    "model": {"name": "darts_net", "C": 24, "layers": 17, "reduction": "thirds", "head": "ctc",
-              "auxiliary": False, "drop_path_prob": 0.0},
+    # Entirely from the YAML (its `name` picks the builder, the rest are that builder's arguments):
+    # defaults merged in here would hand darts_net's keys to dfsmn_san.
+    "model": {},
     "epochs": 20,
     "batch_size": 4,
     "max_frames": 1024,
@@ -45,7 +62,13 @@ DEFAULTS = {
     "bf16": False,
     "num_workers": 0,
     "seed": 1,
+    # Block-wise model-update filtering, used with --distributed bmuf. block_momentum null means
+    # the paper's 1 - 1/workers.
+    "bmuf": {"block_size": 16, "block_momentum": None, "block_lr": 1.0, "nesterov": True,
+             "average_sync_steps": 0},
+    "dist_timeout_s": 600,   # how long a collective waits for a missing worker before the job fails
 }
+DIST_MODES = {"bmuf": "bmuf", "ddp": "ddp", "none": "single"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,6 +82,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the newest epoch-N.pt")
+    p.add_argument("--distributed", choices=tuple(DIST_MODES), default="none",
+                   help="how torchrun's workers cooperate: BMUF (block-wise model averaging with "
+                        "momentum), DDP (gradient all-reduce every step), or none (one process)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE")
     return p
 
@@ -69,34 +95,98 @@ def build_ctc_model(cfg, in_channels: int, feat_dim: int, num_units: int):
     return build_model(m)
 
 
+class GenotypeSpaceError(ValueError):
+    """The genotype was searched in another op space than the training config names (or the
+    config names no model at all)."""
+
+
+def check_genotype_space(cfg, genotype_path) -> None:
+    """Refuse a genotype from another op space than the config's `space:` (when it names one)."""
+    want = cfg.get("space")
+    if not want or cfg["model"].get("name") != "darts_net":
+        return
+    from nasr.models.registry import load_genotype
+
+    got = load_genotype(genotype_path).space
+    if got != want:
+        raise GenotypeSpaceError(
+            f"{genotype_path}: genotype searched in op space '{got}', but the training config names "
+            f"space '{want}' (fix: pass the genotype of a '{want}' search, e.g. "
+            f"exp/pdarts_{want}/genotype.json, or train with the config of the '{got}' network)")
+
+
+def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext):
+    """This worker's length-bucketed batches of one epoch: every worker gets as many batches as the
+    others (a worker with one more would wait in its next collective until the timeout)."""
+    from torch.utils.data import DataLoader
+
+    from nasr.data.asr_dataset import AsrCollate, BucketBatchSampler
+
+    sampler = BucketBatchSampler(dataset.num_frames, batch_size=cfg["batch_size"], shuffle=True,
+                                 seed=cfg["seed"], epoch=epoch, num_replicas=ctx.world_size, rank=ctx.rank)
+    if len(sampler.batches()) == 0:
+        raise ValueError(f"{dataset.data_dir}: {len(dataset)} utterances give worker {ctx.rank} no batch of "
+                         f"{cfg['batch_size']} (fix: fewer workers or a smaller batch_size)")
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=AsrCollate(4),
+                      num_workers=cfg["num_workers"], persistent_workers=False)
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
-    setup_logging(exp / "log" / "train.log", with_env=True)
+    rank = dist_util.env_world()[0]
+    log_name = "train.log" if rank == 0 else f"train.rank-{rank}.log"
+    setup_logging(exp / "log" / log_name, with_env=True)
+    try:
+        return train(args, argv)
+    except dist_util.WorkerLostError as e:
+        # Already explained (lost ranks, how to resume) by the guard that raised it.
+        log.error("training stopped: %s", e)
+        return 1
+    except GenotypeSpaceError as e:
+        log.error("%s", e)
+        return 1
+
+
+def train(args, argv) -> int:
+    exp = Path(args.exp_dir)
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
+    if not cfg["model"].get("name"):
+        raise GenotypeSpaceError(f"{args.config}: no model section with a name (fix: add e.g. "
+                                 f"`model: {{name: darts_net, C: 24, layers: 17, head: ctc}}`)")
     if args.genotype:
         cfg["model"]["genotype"] = str(args.genotype)
+        check_genotype_space(cfg, args.genotype)
+    ctx = dist_util.init_distributed(DIST_MODES[args.distributed], device=args.device,
+                                     timeout_s=float(cfg["dist_timeout_s"]))
+    ctx.resume_hint = (f"rerun with --resume (same or another number of workers): it continues from "
+                       f"the newest {exp}/epoch-N.pt")
+    main_rank = ctx.is_main
     torch.manual_seed(cfg["seed"])
-    device = get_device(args.device)
+    device = ctx.device if ctx.is_distributed else get_device(args.device)
     bf16 = bool(cfg["bf16"])
     train_ds = AsrDataset(args.train_data, args.lang, max_frames=cfg["max_frames"])
     valid_ds = (AsrDataset(args.valid_data, args.lang, max_frames=None, return_utt=True)
-                if args.valid_data else None)
+                if args.valid_data and main_rank else None)
     c_in, feat_dim = input_dims(train_ds)
     cfg["data"] = {"in_channels": c_in, "feat_dim": feat_dim, "num_units": train_ds.num_units,
                    "lang": str(args.lang), "train": str(args.train_data)}
-    save_config(cfg, exp / "config.yaml")
+    cfg["distributed"] = {"mode": ctx.mode, "workers": ctx.world_size, "backend": ctx.backend}
+    if main_rank:
+        save_config(cfg, exp / "config.yaml")
     log.info("config: %s", cfg)
     model = build_ctc_model(cfg, c_in, feat_dim, train_ds.num_units).to(device)
     params = count_parameters(model)
-    log.info("model %s: %.3f M parameters; %d training utterances", cfg["model"]["name"], params / 1e6,
-             len(train_ds))
+    log.info("model %s: %.3f M parameters; %d training utterances; %s", cfg["model"]["name"], params / 1e6,
+             len(train_ds), f"{ctx.world_size} workers ({ctx.mode}, {ctx.backend})" if ctx.is_distributed
+             else "one process")
     o = cfg["optim"]
     opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
                           weight_decay=o["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["epochs"], eta_min=o["lr_min"])
     start, history, train_seconds = 0, [], 0.0
     ckpt = latest_checkpoint(exp) if args.resume else None
+    st = None
     if ckpt is not None:
         st = load_checkpoint(ckpt)
         model.load_state_dict(st["model"])
@@ -104,38 +194,64 @@ def main(argv=None) -> int:
         sched.load_state_dict(st["scheduler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
         log.info("resumed from %s (epoch %d done)", ckpt, start)
+    b = cfg["bmuf"]
+    train_model, stepper = dist_util.wrap_for_training(
+        model, opt, ctx, block_size=b["block_size"], block_momentum=b["block_momentum"],
+        block_lr=b["block_lr"], nesterov=b["nesterov"], average_sync_steps=b["average_sync_steps"])
+    bmuf = stepper if stepper is not opt else None
+    if bmuf is not None and st is not None and "bmuf" in st:
+        bmuf.load_state_dict(st["bmuf"])  # W and the block momentum Delta, not just W
     for epoch in range(start + 1, cfg["epochs"] + 1):
         lr = sched.get_last_lr()[0]
-        loader = make_loader(train_ds, None, cfg["batch_size"], True, cfg["seed"], epoch, cfg["num_workers"])
-        tr = train_ctc_epoch(model, loader, opt, device, grad_clip=o["grad_clip"], bf16=bf16,
-                             desc=f"epoch {epoch}")
+        loader = make_train_loader(train_ds, cfg, epoch, ctx)
+        with dist_util.guard_collective(f"epoch {epoch} ({ctx.mode} training)"):
+            tr = train_ctc_epoch(train_model, loader, stepper, device, grad_clip=o["grad_clip"], bf16=bf16,
+                                 parameters=model.parameters(), desc=f"epoch {epoch}")
+            if bmuf is not None:
+                bmuf.sync()  # end the last block: the checkpoint holds every worker's last steps
         sched.step()
         train_seconds += tr["seconds"]
         rec = {"epoch": epoch, "lr": lr, "train_loss": tr["loss"], "wait_fraction": tr["wait_fraction"]}
-        if valid_ds is not None:
-            vl = make_loader(valid_ds, None, 8, False, 0, 0, cfg["num_workers"])
-            ev, hyps, refs = evaluate_ctc(model, vl, device, bf16)
-            rec.update(valid_loss=ev["loss"], valid_ter=unit_error_rate(hyps, refs))
-        history.append(rec)
-        log.info("epoch %d: lr %.5f train loss %.4f (data wait %.1f%%)%s | %.1f s", epoch, lr, tr["loss"],
-                 100 * tr["wait_fraction"],
-                 f" | dev loss {rec['valid_loss']:.4f} TER {100 * rec['valid_ter']:.2f}%"
-                 if "valid_loss" in rec else "", tr["seconds"])
-        save_checkpoint(exp / f"epoch-{epoch}.pt", {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg})
-        key = "valid_loss" if "valid_loss" in rec else "epoch"
-        best = min(history, key=lambda h: h[key]) if key == "valid_loss" else rec
-        if best is rec:
-            shutil.copyfile(exp / f"epoch-{epoch}.pt", exp / "best.pt.tmp")
-            (exp / "best.pt.tmp").replace(exp / "best.pt")
-    write_json(exp / "train.json", {
-        "model": cfg["model"]["name"], "params": params, "epochs": cfg["epochs"],
-        "train_seconds": train_seconds, "device": describe_device(device),
-        "cells": cfg["model"].get("layers"), "channels": cfg["model"].get("C"),
-        "genotype_source": cfg["model"].get("genotype"), "history": history,
-        "command": " ".join(["python -m nasr.bin.train_ctc"] + (argv if argv is not None else sys.argv[1:]))})
+        if main_rank:
+            state = bmuf.global_state_dict() if bmuf is not None else model.state_dict()
+            if valid_ds is not None:
+                vl = make_loader(valid_ds, None, 8, False, 0, 0, cfg["num_workers"])
+                if bmuf is not None:
+                    with bmuf.global_params_in_model() as m:
+                        ev, hyps, refs = evaluate_ctc(m, vl, device, bf16)
+                else:
+                    ev, hyps, refs = evaluate_ctc(model, vl, device, bf16)
+                rec.update(valid_loss=ev["loss"], valid_ter=unit_error_rate(hyps, refs))
+            history.append(rec)
+            log.info("epoch %d: lr %.5f train loss %.4f (rank 0; data wait %.1f%%)%s | %.1f s", epoch, lr,
+                     tr["loss"], 100 * tr["wait_fraction"],
+                     f" | dev loss {rec['valid_loss']:.4f} TER {100 * rec['valid_ter']:.2f}%"
+                     if "valid_loss" in rec else "", tr["seconds"])
+            save_checkpoint(exp / f"epoch-{epoch}.pt", {
+                "model": state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "bmuf": bmuf.state_dict() if bmuf is not None else None,
+                "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg})
+            key = "valid_loss" if "valid_loss" in rec else "epoch"
+            best = min(history, key=lambda h: h[key]) if key == "valid_loss" else rec
+            if best is rec:
+                shutil.copyfile(exp / f"epoch-{epoch}.pt", exp / "best.pt.tmp")
+                (exp / "best.pt.tmp").replace(exp / "best.pt")
+        else:
+            history.append(rec)
+        # Workers wait while rank 0 validates and writes; nobody runs ahead into the next epoch's
+        # collectives with a checkpoint half-written.
+        dist_util.barrier(f"end of epoch {epoch}")
+    if main_rank:
+        write_json(exp / "train.json", {
+            "model": cfg["model"]["name"], "params": params, "epochs": cfg["epochs"],
+            "train_seconds": train_seconds, "device": describe_device(device),
+            "workers": ctx.world_size, "distributed": ctx.mode, "backend": ctx.backend,
+            "bmuf": cfg["bmuf"] if ctx.mode == "bmuf" else None,
+            "cells": cfg["model"].get("layers"), "channels": cfg["model"].get("C"),
+            "genotype_source": cfg["model"].get("genotype"), "history": history,
+            "command": " ".join(["python -m nasr.bin.train_ctc"] + (argv if argv is not None else sys.argv[1:]))})
     log.info("done: %d epochs, %.1f s on %s", cfg["epochs"], train_seconds, describe_device(device))
+    dist_util.cleanup()
     return 0
 
 

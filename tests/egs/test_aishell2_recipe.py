@@ -1,0 +1,104 @@
+"""End to end: egs/aishell2/run.sh --synth true on a tiny corpus with a tiny profile: every stage
+(pypinyin lexicon, 5-gram LM, TLG, BMUF training on 2 gloo CPU processes, checkpoint averaging,
+greedy + WFST decoding, Table 2 report), then the bad-input guards of the recipe's steps."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "egs" / "aishell2"
+
+TINY = """
+train_asrnet_b:
+  model: {C: 4, layers: 3}
+  epochs: 2
+  batch_size: 4
+  bmuf: {block_size: 2}
+train_dfsmn_san:
+  model: {num_dfsmn: 2, num_san: 1, hidden: 32, proj: 16, heads: 2, lookback_order: 2, lookahead_order: 2}
+  epochs: 2
+  batch_size: 4
+  bmuf: {block_size: 2}
+"""
+
+
+def run(cmd, cwd, env):
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("a2")
+    work = tmp / "a2"
+    work.mkdir()
+    for name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "utils"):
+        (work / name).symlink_to(RECIPE / name)
+    (tmp / "tiny.yaml").write_text(TINY)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               PYTHONPATH=str(ROOT))
+    # No ../aishell1 beside the scratch copy: the shipped synthetic genotype is used, loudly.
+    cmd = ["bash", "run.sh", "--synth", "true", "--synth-speakers", "3 1 1", "--synth-utts", "6",
+           "--unit", "char", "--profile", str(tmp / "tiny.yaml"), "--average", "2", "--nj", "2",
+           "--lm-order", "3"]
+    proc = run(cmd, work, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work, env, cmd, proc
+
+
+def test_every_stage_and_the_report(recipe):
+    work, env, cmd, proc = recipe
+    assert "uses the shipped synthetic-corpus genotype" in proc.stderr + proc.stdout
+    assert (work / "data/local/lexicon.txt").stat().st_size > 0
+    assert (work / "data/lm/lm.arpa").read_text().startswith("\n\\data\\") or \
+        "\\data\\" in (work / "data/lm/lm.arpa").read_text()
+    assert (work / "data/lang_char/graph/TLG.fst").is_file()
+    for net in ("asrnet_b", "dfsmn_san"):
+        exp = work / f"exp/train_{net}"
+        train = json.loads((exp / "train.json").read_text())
+        assert train["workers"] == 2 and train["distributed"] == "bmuf"
+        assert (exp / "avg-last-2.pt").is_file()
+        res = json.loads((exp / "decode_test/results.json").read_text())
+        assert res["wfst"]["summary"].startswith("%CER ")
+        assert res["cer_summary"].startswith("%CER ")
+    results = json.loads((work / "exp/results.json").read_text())
+    assert {r["system"] for r in results["systems"]} == {"train_asrnet_b", "train_dfsmn_san"}
+    table = (work / "RESULTS.md").read_text()
+    assert "DFSMN-SAN" in table and "ASRNET-B (L=3,C=4)" in table
+    for r in results["systems"]:
+        assert f"{r['wfst']['cer']:.2f}" in table
+
+
+def test_genotype_from_another_op_space_is_refused(recipe):
+    work, env, cmd, _ = recipe
+    darts = RECIPE / "conf/synth_genotypes/pdarts_darts/genotype.json"
+    proc = run(cmd + ["--stage", "5", "--stop-stage", "5", "--nets", "asrnet_b", "--genotype", str(darts)],
+               work, env)
+    assert proc.returncode != 0
+    assert "op space 'darts'" in proc.stderr and "names space 'asr_revised'" in proc.stderr
+
+
+def test_graph_of_another_unit_set_is_refused(recipe, tmp_path):
+    work, env, _, _ = recipe
+    graph = tmp_path / "graph"
+    shutil.copytree(work / "data/lang_char/graph", graph)
+    (graph / "units.sha256").write_text("0" * 64 + "\n")
+    out = work / "exp/train_dfsmn_san/decode_mismatch"
+    proc = run([sys.executable, "-m", "nasr.bin.decode_ctc", "--exp-dir", "exp/train_dfsmn_san",
+                "--data", "data/test", "--name", "mismatch", "--checkpoint", "avg-last-2.pt",
+                "--graph", str(graph)], work, env)
+    assert proc.returncode == 1
+    assert "built for another unit set" in proc.stderr
+    assert not (out / "results.json").exists() and not (out / "hyp").exists()
+
+
+def test_missing_genotype_without_synth_names_the_command(recipe):
+    work, env, _, _ = recipe
+    proc = run(["bash", "run.sh", "--stage", "4", "--stop-stage", "4", "--nets", "asrnet_b",
+                "--genotype", "nowhere/genotype.json"], work, env)
+    assert proc.returncode != 0
+    assert "./run.sh --spaces asr_revised --stop-stage 4" in proc.stderr
