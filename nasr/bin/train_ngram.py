@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from nasr.asr.ngram import map_oov, read_kaldi_text, train_ngram
+from nasr.asr.ngram import EmptyTextError, map_oov, read_kaldi_text, train_ngram
 from nasr.asr.lexicon import read_lexicon
 
 log = logging.getLogger("nasr.train_ngram")
@@ -36,9 +37,18 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return run(args)
+    except (EmptyTextError, FileNotFoundError, ValueError) as e:  # FormatError is a ValueError
+        # Nothing was written: the ARPA file only appears, atomically, once the model is trained.
+        log.error("%s", e)
+        return 1
+
+
+def run(args) -> int:
     sentences = read_kaldi_text(args.text)
     if args.lexicon:
         sentences, oov = map_oov(sentences, read_lexicon(args.lexicon).words(), args.oov)
@@ -47,12 +57,13 @@ def main(argv=None) -> None:
             log.warning("%d OOV tokens (%d types) in %s not in %s; policy '%s'; most frequent: %s",
                         sum(oov.values()), len(oov), args.text, args.lexicon, args.oov, top)
         if not sentences:
-            raise SystemExit(f"{args.text}: no sentence left after dropping OOV sentences "
-                             f"(fix: use --oov unk or complete {args.lexicon})")
+            raise EmptyTextError(f"{args.text}: no sentence left after dropping OOV sentences "
+                                 f"(fix: use --oov unk or complete {args.lexicon})")
     lm = train_ngram(sentences, order=args.order, prune=args.prune, source=args.text)
     lm.write_arpa(args.out)
     log.info("wrote %s: order %d, n-grams per order %s", args.out, lm.order, lm.num_ngrams())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -102,3 +102,46 @@ def test_missing_genotype_without_synth_names_the_command(recipe):
                 "--genotype", "nowhere/genotype.json"], work, env)
     assert proc.returncode != 0
     assert "./run.sh --spaces asr_revised --stop-stage 4" in proc.stderr
+
+
+def test_killed_worker_stops_the_job_and_the_checkpoint_resumes(recipe, tmp_path):
+    """torchrun with 2 BMUF workers; one is SIGKILLed after the first checkpoint: the job ends
+    with an error instead of hanging, and --resume continues from the newest epoch-N.pt."""
+    import signal
+    import time
+
+    work, env, _, _ = recipe
+    prof = tmp_path / "long.yaml"
+    prof.write_text(TINY.replace("epochs: 2", "epochs: 40"))
+    exp = tmp_path / "exp_kill"
+    train = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+             "-m", "nasr.bin.train_ctc", "--config", "conf/train_dfsmn_san.yaml", "--profile", str(prof),
+             "--train-data", "data/train", "--lang", "data/lang_char", "--exp-dir", str(exp),
+             "--device", "cpu", "--distributed", "bmuf", "--resume"]
+    proc = subprocess.Popen(train, cwd=work, env=dict(env, TORCHELASTIC_ERROR_FILE=str(tmp_path / "err.json")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (exp / "epoch-1.pt").is_file():
+            assert proc.poll() is None and time.monotonic() < deadline, "training never wrote epoch-1.pt"
+            time.sleep(0.2)
+        # The workers are the agent's children; kill the second one without any goodbye.
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2, children
+        os.kill(int(sorted(children, key=int)[1]), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "nasr.bin.train_ctc FAILED" in err or "ChildFailedError" in err or "lost worker" in err, err[-2000:]
+    done = max(int(p.stem.split("-")[1]) for p in exp.glob("epoch-*.pt"))
+    assert done < 40
+    # Resume on one process with fewer epochs left: it starts after the newest checkpoint.
+    resume = run([sys.executable, "-m", "nasr.bin.train_ctc", "--config", "conf/train_dfsmn_san.yaml",
+                  "--profile", str(prof), "--train-data", "data/train", "--lang", "data/lang_char",
+                  "--exp-dir", str(exp), "--device", "cpu", "--resume", "--override", f"epochs={done + 1}"],
+                 work, env)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    assert f"resumed from {exp}/epoch-{done}.pt" in resume.stderr
+    assert (exp / f"epoch-{done + 1}.pt").is_file()

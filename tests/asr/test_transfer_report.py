@@ -1,0 +1,38 @@
+"""Table 2 report: relative improvement over the reference, greedy TER marking, missing decodes."""
+import json
+
+from nasr.asr.transfer_report import main, relative_improvement
+
+
+def write_result(root, system, **kw):
+    d = root / system / "decode_test"
+    d.mkdir(parents=True)
+    base = {"model": "darts_net", "params": 2.5e6, "cells": 32, "channels": 30, "eval_command": "x",
+            "epochs": 15, "workers": 2, "train_seconds": 7200.0, "token_accuracy": 0.9}
+    base.update(kw)
+    (d / "results.json").write_text(json.dumps(base))
+
+
+def test_table_two_from_results(tmp_path):
+    exp = tmp_path / "exp"
+    write_result(exp, "train_dfsmn_san", model="dfsmn_san", params=14.4e6, cer=9.0,
+                 wfst={"cer": 7.36, "summary": "%CER 7.36 [ ... ]"})
+    write_result(exp, "train_asrnet_b", ter=8.0, wfst={"cer": 5.79, "summary": "%CER 5.79 [ ... ]"})
+    out = tmp_path / "RESULTS.md"
+    assert main(["--exp-root", str(exp), "--out", str(out), "--command", "./run.sh"]) == 0
+    md = out.read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| ASRNET-B (L=32,C=30)"))
+    # Table 2's own numbers: (7.36 - 5.79) / 7.36 = 21.3 %
+    assert "| 21.3 |" in row and "8.00 TER" in row and "| 5.79 |" in row
+    assert md.index("DFSMN-SAN") < md.index("ASRNET-B (L=32")
+    assert "Command: `./run.sh`" in md
+    results = json.loads((exp / "results.json").read_text())
+    assert len(results["systems"]) == 2
+    assert round(relative_improvement(5.65, 7.36), 1) == 23.2
+
+
+def test_missing_decode_is_an_error(tmp_path, capsys):
+    (tmp_path / "exp").mkdir()
+    assert main(["--exp-root", str(tmp_path / "exp"), "--out", str(tmp_path / "R.md")]) == 1
+    assert "run the decode stage" in capsys.readouterr().err
+    assert not (tmp_path / "R.md").exists()
