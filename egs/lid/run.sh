@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Tower search for spoken language identification (tower-search-kws-lid): L asynchronous trainers
+# search towers of blocks B1 on one candidate store, the best tower is retrained p times and
+# ensembled, and a hand-designed stacked LSTM goes through the same training and scoring.
+#
+# Real corpus:       ./run.sh --langs "en de fr es" --corpus-dir /data/voxlingua107  (downloaded if absent)
+# Own unzipped tree: ./run.sh --corpus-dir /data/voxlingua107 --download false
+# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 2 trainers on 2 CPU cores)
+# Own data dirs:     ./run.sh --stage 2 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
+set -euo pipefail
+echo "$0 $*"
+
+# ---- options (each can be given as --name value) --------------------------------------------------
+stage=0
+stop_stage=100
+synth=false                 # make and use the synthetic multilingual corpus (conf/synth.yaml profile)
+corpus_dir=corpus/voxlingua107
+download=true               # fetch the languages' archives into corpus_dir when absent
+langs="en de fr es it pt nl sv pl ru tr fi"   # VoxLingua107 / synthetic language codes
+train_set=data/train        # candidates are trained on train, ranked by their loss on valid
+valid_set=data/dev
+test_set=data/test
+config=conf/tower_b1.yaml   # search + ensemble config (block set B1)
+baseline_tower=conf/baseline_lstm.json
+profile=                    # per-config overrides; --synth true sets conf/synth.yaml
+num_trainers=2              # L: trainer processes searching in parallel on one store
+max_candidates=             # store-wide candidate budget (default: the config's search.max_candidates)
+time_budget=                # seconds each trainer may keep claiming candidates (default: no limit)
+ensemble_members=3          # p: members retrained from scratch; rows p = 1..ensemble_members
+nj=2                        # feature extraction / corpus synthesis jobs
+synth_utts=60               # synthetic corpus: utterances per language
+seed=1
+
+help_message="Usage: $0 [options]
+ e.g.: $0 --synth true
+ e.g.: $0 --langs \"en de fr\" --corpus-dir /data/voxlingua107 --num-trainers 8 --stage 3
+Stages: 0 corpus (download or synthesize), 1 data prep (utt2lang), 2 features (40 log-mel),
+        3 tower search (--num-trainers L), 4 ensemble + baseline training, 5 evaluate, 6 report"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+if $synth; then
+  corpus_dir=corpus/synth_lid
+  [ -z "$profile" ] && profile=conf/synth.yaml
+  [ "$baseline_tower" = conf/baseline_lstm.json ] && baseline_tower=conf/baseline_lstm_small.json
+  [ -z "$time_budget" ] && time_budget=600
+fi
+profile_opt=${profile:+--profile $profile}
+tag=$(basename "$config" .yaml)            # tower_b1
+search_exp=exp/search_${tag#tower_}        # exp/search_b1
+ensemble_exp=exp/ensemble_${tag#tower_}
+baseline_exp=exp/baseline_$(basename "$baseline_tower" .json | sed 's/^baseline_//')
+store=$search_exp/store.db
+
+. utils/stage.sh
+
+if run_stage 0 "corpus"; then
+  if $synth; then
+    if [ -f "$corpus_dir/.done" ]; then
+      log "synthetic corpus already in $corpus_dir"
+    else
+      python -m nasr.bin.make_synth_corpus lid "$corpus_dir" --languages $langs \
+        --utts-per-language "$synth_utts" --seed "$seed" --nj "$nj"
+      touch "$corpus_dir/.done"
+    fi
+  elif $download; then
+    local/download.sh --langs "$langs" "$corpus_dir"
+  else
+    local/download.sh --langs "$langs" --corpus-dir "$corpus_dir" "$corpus_dir"
+  fi
+  done_stage 0
+fi
+
+if run_stage 1 "data prep (utt2lang)"; then
+  python local/prepare.py --corpus-dir "$corpus_dir" --out-dir data --langs "$langs" --seed "$seed"
+  for x in "$train_set" "$valid_set" "$test_set"; do utils/validate_data_dir.sh --no-feats --no-text "$x"; done
+  done_stage 1
+fi
+
+if run_stage 2 "features (40 log-mel, 25 ms / 10 ms, global CMVN)"; then
+  for x in "$train_set" "$valid_set" "$test_set"; do
+    python -m nasr.bin.compute_feats --data-dir "$x" --preset lid_fbank --nj "$nj" --no-progress
+  done
+  done_stage 2
+fi
+
+if run_stage 3 "tower search ($num_trainers trainers on $store)"; then
+  # --max-jobs-run: every trainer must run at once, whatever cmd.sh caps other steps to.
+  $train_cmd --max-jobs-run "$num_trainers" JOB=1:$num_trainers $search_exp/log/trainer.JOB.log \
+    python -m nasr.bin.tower_search --config "$config" $profile_opt \
+      --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$search_exp" --store "$store" \
+      --trainer-id JOB ${max_candidates:+--max-candidates $max_candidates} \
+      ${time_budget:+--time-budget $time_budget}
+  log "best tower: $(tr -d '\n ' < $search_exp/tower.json | cut -c1-200)"
+  done_stage 3
+fi
+
+if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baseline $baseline_tower"; then
+  # The baseline trains beside the members: the job runner keeps the cores busy either way.
+  $train_cmd $baseline_exp/log/member.1.log \
+    python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$baseline_tower" \
+      --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$baseline_exp" --member 1 &
+  baseline_pid=$!
+  $train_cmd JOB=1:$ensemble_members $ensemble_exp/log/member.JOB.log \
+    python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --store "$store" \
+      --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$ensemble_exp" --member JOB
+  wait $baseline_pid
+  done_stage 4
+fi
+
+if run_stage 5 "evaluate (accuracy, Cavg, EER, confusion)"; then
+  members=$(seq -s, 1 "$ensemble_members")
+  python -m nasr.bin.tower_ensemble evaluate --exp-dir "$ensemble_exp" --data "$test_set" --name test \
+    --num-members "$members"
+  python -m nasr.bin.tower_ensemble evaluate --exp-dir "$baseline_exp" --data "$test_set" --name test \
+    --num-members 1
+  done_stage 5
+fi
+
+if run_stage 6 "report"; then
+  note="Command: \`cd egs/lid && ./run.sh $( $synth && echo '--synth true' || echo "--langs \"$langs\"")\`"
+  python -m nasr.bin.report_lid --exp-root exp --set test --search-dir "$search_exp" \
+    --baseline "$baseline_exp" --out RESULTS.md \
+    --title "Language identification: tower search ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
+    --note "$note"
+  done_stage 6
+fi
