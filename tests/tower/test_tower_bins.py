@@ -1,0 +1,106 @@
+"""The tower entry points in-process on a tiny featurised LID set: search with 2 trainers in turn,
+ensemble train/evaluate, report, and the bad-input paths (unknown block, unparsable tower, foreign store)."""
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from nasr.bin import compute_feats, report_lid, tower_ensemble, tower_search
+from nasr.data.audio import write_wav
+from nasr.tower.store import CandidateStore
+
+LANGS = {"aa": 300.0, "bb": 900.0}
+
+
+def make_set(root, name, n, seed):
+    d = root / name
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    wav, u2s, u2l = [], [], []
+    for lang, f0 in LANGS.items():
+        for i in range(n):
+            utt = f"{lang}-{name}-{i:02d}"
+            t = np.arange(int(16000 * 0.6)) / 16000
+            x = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.05 * rng.standard_normal()) * t) + 0.01 * rng.standard_normal(t.size)
+            path = root / "wav" / f"{utt}.wav"
+            path.parent.mkdir(exist_ok=True)
+            write_wav(path, x.astype(np.float32), 16000)
+            wav.append(f"{utt} {path}")
+            u2s.append(f"{utt} {utt}")
+            u2l.append(f"{utt} {lang}")
+    for fname, lines in (("wav.scp", wav), ("utt2spk", u2s), ("spk2utt", u2s), ("utt2lang", u2l)):
+        (d / fname).write_text("\n".join(sorted(lines)) + "\n")
+    assert compute_feats.main(["--data-dir", str(d), "--preset", "lid_fbank", "--nj", "1", "--no-progress"]) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def lid_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lid")
+    cfg = root / "tower.yaml"
+    cfg.write_text("task: lid\nblocks: [rnn_8, proj_8, svdf_8_4]\nmax_frames: 50\n"
+                   "search: {max_blocks: 2, explore_m: 1, train_steps: 6, eval_every: 3}\n"
+                   "train: {lr: 0.01, dropout: 0.1, batch_size: 4}\n"
+                   "tune: {enabled: true, batch_size: [4], startup_trials: 1}\n"
+                   "ensemble: {train_steps: 8, eval_every: 4}\n")
+    return root, cfg, make_set(root, "train", 6, 0), make_set(root, "dev", 3, 1)
+
+
+def test_search_ensemble_report(lid_sets, tmp_path):
+    root, cfg, train, dev = lid_sets
+    exp = tmp_path / "search"
+    common = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(exp)]
+    for trainer in ("1", "2"):
+        assert tower_search.main(common + ["--trainer-id", trainer, "--max-candidates", str(2 * int(trainer))]) == 0
+    with CandidateStore(exp / "store.db") as s:
+        cands = s.candidates()
+        assert [c.status for c in cands] == ["done"] * 4 and {c.trainer_id for c in cands} == {"1", "2"}
+        assert all(c.hparams["batch_size"] == 4 and "trial" in c.hparams for c in cands)
+        grown = [c for c in cands if c.mutation == "grow"]
+        assert grown and all(c.transferred == 1 for c in grown)  # parent's block copied
+    search = json.loads((exp / "search.json").read_text())
+    assert search["candidates"] == {"done": 4} and search["tuning"]["trials"] == 4
+    tower = json.loads((exp / "tower.json").read_text())
+    assert tower["loss"] == min(c.loss for c in cands)
+
+    ens = tmp_path / "ens"
+    for m in (1, 2):
+        assert tower_ensemble.main(["train", "--config", str(cfg), "--store", str(exp / "store.db"), "--train-data",
+                                    str(train), "--valid-data", str(dev), "--exp-dir", str(ens), "--member", str(m)]) == 0
+    seeds = [json.loads((ens / f"member-{m}" / "train.json").read_text())["seed"] for m in (1, 2)]
+    assert seeds[0] != seeds[1]
+    assert tower_ensemble.main(["evaluate", "--exp-dir", str(ens), "--data", str(dev), "--name", "test",
+                                "--num-members", "1,2"]) == 0
+    r2 = json.loads((ens / "decode_test_p2" / "results.json").read_text())
+    r1 = json.loads((ens / "decode_test_p1" / "results.json").read_text())
+    assert r2["p"] == 2 and r2["params"] == 2 * r1["params"] and r2["num"] == 6
+    assert (ens / "decode_test_p2" / "summary").read_text().startswith("%ACC")
+    out = tmp_path / "RESULTS.md"
+    assert report_lid.main(["--exp-root", str(tmp_path), "--search-dir", str(exp), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| ens | " in text and f"{100 * r2['acc']:.2f}" in text and (tmp_path / "RESULTS_curves.png").is_file()
+
+
+def test_bad_inputs_fail_clearly(lid_sets, tmp_path, capsys):
+    root, cfg, train, dev = lid_sets
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text(cfg.read_text().replace("svdf_8_4", "gru_8"))
+    args = ["--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(tmp_path / "x")]
+    assert tower_search.main(["--config", str(bad_cfg)] + args) == 1
+    assert "unknown block 'gru_8'" in capsys.readouterr().err
+
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = foreign.read_bytes()
+    assert tower_search.main(["--config", str(cfg), "--store", str(foreign)] + args) == 1
+    assert "not a candidate store" in capsys.readouterr().err and foreign.read_bytes() == before
+
+    tower = tmp_path / "t.json"
+    tower.write_text('{"blocks": [\n"rnn_8",\n]}')
+    assert tower_ensemble.main(["train", "--config", str(cfg), "--tower", str(tower), "--train-data", str(train),
+                                "--valid-data", str(dev), "--exp-dir", str(tmp_path / "e"), "--member", "1"]) == 1
+    assert "t.json:3: tower JSON does not parse" in capsys.readouterr().err
