@@ -36,7 +36,7 @@ log = logging.getLogger("nasr.search_pdarts")
 
 DEFAULTS = dict(PDARTS_DEFAULTS, **{
     "model": {"C": 16, "reduction": "thirds", "steps": 4, "multiplier": 4, "stem_multiplier": 3,
-              "pc_k": 1, "channels_last": True},
+              "stem_stride": 1, "pc_k": 1, "channels_last": True},
     "batch_size": 4,
     "max_frames": 1024,
     "max_train_utts": None,
@@ -81,7 +81,8 @@ def search_one_seed(cfg, dataset, seed: int, exp: Path, device, resume: bool):
     def build(layers, op_names, op_dropout):
         return SearchNetwork(c_in, dataset.num_units, m["C"], layers, op_names,
                              reduction=m["reduction"], steps=m["steps"], multiplier=m["multiplier"],
-                             stem_multiplier=m["stem_multiplier"], pc_k=m["pc_k"], head="ctc",
+                             stem_multiplier=m["stem_multiplier"], stem_stride=m["stem_stride"],
+                             pc_k=m["pc_k"], head="ctc",
                              freq_dim=freq, op_dropout=op_dropout,
                              channels_last=m["channels_last"]).to(device)
 
