@@ -89,9 +89,9 @@ class Candidate:
     def from_row(cls, row: sqlite3.Row) -> "Candidate":
         d = dict(row)
         d["blocks"] = json.loads(d["blocks"])
-        d["hparams"] = json.loads(d["hparams"]) if d["hparams"] else {}
-        d["curve"] = json.loads(d["curve"]) if d["curve"] else []
-        d.pop("host"), d.pop("pid")
+        d["hparams"] = json.loads(d["hparams"]) if d.get("hparams") else {}
+        d["curve"] = json.loads(d["curve"]) if d.get("curve") else []
+        d.pop("host", None), d.pop("pid", None)
         return cls(**d)
 
 
@@ -185,13 +185,16 @@ class CandidateStore:
         self.con.execute("COMMIT")
 
     # --- reads ---------------------------------------------------------------------------------
-    def candidates(self, status: Optional[Sequence[str]] = None, con=None) -> List[Candidate]:
+    def candidates(self, status: Optional[Sequence[str]] = None, con=None, brief: bool = False) -> List[Candidate]:
+        """`brief`: only what selection and mutation read (no curves or hyperparameters), which
+        keeps a claim's transaction short when the store holds thousands of candidates."""
         con = con or self.con
+        cols = "id, blocks, status, trainer_id, parent_id, mutation, loss, started" if brief else "*"
         if status:
-            q = f"SELECT * FROM tower_candidates WHERE status IN ({','.join('?' * len(status))}) ORDER BY id"
+            q = f"SELECT {cols} FROM tower_candidates WHERE status IN ({','.join('?' * len(status))}) ORDER BY id"
             rows = con.execute(q, tuple(status)).fetchall()
         else:
-            rows = con.execute("SELECT * FROM tower_candidates ORDER BY id").fetchall()
+            rows = con.execute(f"SELECT {cols} FROM tower_candidates ORDER BY id").fetchall()
         return [Candidate.from_row(r) for r in rows]
 
     def get(self, cand_id: int) -> Candidate:
@@ -223,8 +226,8 @@ class CandidateStore:
                                    "WHERE status IN ('running', 'done')").fetchone()[0]
                 if used >= max_candidates:
                     return None
-            done = self.candidates(("done",), con)
-            running = self.candidates(("running",), con)
+            done = self.candidates(("done",), con, brief=True)
+            running = self.candidates(("running",), con, brief=True)
             fields = propose(done, running)
             if fields is None:
                 return None
