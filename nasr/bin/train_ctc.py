@@ -137,6 +137,11 @@ def main(argv=None) -> int:
     rank = dist_util.env_world()[0]
     log_name = "train.log" if rank == 0 else f"train.rank-{rank}.log"
     setup_logging(exp / "log" / log_name, with_env=True)
+    if rank > 0:
+        # Every rank logs to its own file; the console shows rank 0 (and the others' warnings).
+        for h in logging.getLogger().handlers:
+            if type(h) is logging.StreamHandler:
+                h.setLevel(logging.WARNING)
     try:
         return train(args, argv)
     except dist_util.WorkerLostError as e:
