@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from nasr.models.registry import build_model
-from nasr.train.checkpoint import load_checkpoint
+from nasr.train.checkpoint import load_checkpoint, load_model_state
 from nasr.train.kws import make_dataset, make_loader
 from nasr.train.loop import predict
 from nasr.train.metrics import accuracy, confusion_matrix, format_confusion
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     state = load_checkpoint(ckpt_path)
     device = get_device(args.device)
     model = build_model(cfg["model"]).to(device)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state, ckpt_path)
 
     labels = [l.strip() for l in open(Path(args.data) / "labels.txt", encoding="utf-8") if l.strip()]
     ds, _ = make_dataset([args.data], labels, None, cfg.get("seed", 1))

@@ -25,7 +25,7 @@ from nasr.nas.architect import Architect
 from nasr.nas.draw import draw_genotype
 from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import get_space
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import autocast_context
 from nasr.utils.config import load_config, save_config
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     ckpt = None if args.no_resume else latest_checkpoint(exp)
     if ckpt is not None:
         state = load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
+        load_model_state(model, state, ckpt)
         w_opt.load_state_dict(state["w_optimizer"])
         sched.load_state_dict(state["scheduler"])
         architect.optimizer.load_state_dict(state["arch_optimizer"])

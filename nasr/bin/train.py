@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nasr.models.registry import build_model
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.utils.config import load_config, save_config
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ckpt = None if args.no_resume else latest_checkpoint(exp)
     if ckpt is not None:
         st = load_checkpoint(ckpt)
-        model.load_state_dict(st["model"])
+        load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]

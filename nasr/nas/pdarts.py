@@ -38,7 +38,7 @@ from nasr.nas.architect import Architect
 from nasr.nas.genotype import Genotype
 from nasr.nas.ops import POOLING_OPS
 from nasr.nas.spaces import get_space
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from nasr.utils.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
         ckpt = latest_checkpoint(sdir) if resume else None
         if ckpt is not None:
             st = load_checkpoint(ckpt)
-            model.load_state_dict(st["model"])
+            load_model_state(model, st, ckpt)
             w_opt.load_state_dict(st["w_optimizer"])
             sched.load_state_dict(st["scheduler"])
             architect.load_state_dict(st["architect"])

@@ -49,6 +49,32 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
     return state
 
 
+def load_model_state(model: torch.nn.Module, state: Dict[str, Any], path) -> None:
+    """model.load_state_dict(state["model"]), with an error that says what to do when the
+    checkpoint was written by a model of another shape (a changed config under the same exp dir),
+    instead of torch's list of size mismatches."""
+    own = model.state_dict()
+    theirs = state["model"]
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    reshaped = [k for k in own if k in theirs and tuple(own[k].shape) != tuple(theirs[k].shape)]
+    if missing or unexpected or reshaped:
+        detail = []
+        if reshaped:
+            k = reshaped[0]
+            detail.append(f"{len(reshaped)} tensor(s) of another shape, e.g. {k} "
+                          f"{list(theirs[k].shape)} in the checkpoint vs {list(own[k].shape)} here")
+        if missing:
+            detail.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        raise CheckpointError(
+            f"{path}: checkpoint does not fit this model ({'; '.join(detail)}): it was written with "
+            f"another model config (fix: use the config it was trained with, or move {Path(path).parent} "
+            f"aside to start over)")
+    model.load_state_dict(theirs)
+
+
 def list_epoch_checkpoints(exp_dir) -> List[int]:
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():

@@ -30,3 +30,19 @@ def test_average(tmp_path):
     save_checkpoint(tmp_path / "b.pt", {"model": b.state_dict()})
     avg = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
     assert torch.allclose(avg["weight"], (a.weight + b.weight) / 2)
+
+
+def test_load_model_state_names_the_checkpoint_and_the_fix_on_a_shape_mismatch(tmp_path):
+    # A changed config under the same exp dir used to surface as torch's bare size-mismatch list.
+    from nasr.train.checkpoint import CheckpointError, load_model_state
+
+    path = tmp_path / "exp" / "epoch-1.pt"
+    save_checkpoint(path, {"model": torch.nn.Linear(4, 3).state_dict()})
+    state = load_checkpoint(path)
+    other = torch.nn.Linear(5, 3)
+    with pytest.raises(CheckpointError, match=r"epoch-1\.pt: checkpoint does not fit this model .*weight "
+                                              r"\[3, 4\] in the checkpoint vs \[3, 5\] here.*fix:"):
+        load_model_state(other, state, path)
+    same = torch.nn.Linear(4, 3)
+    load_model_state(same, state, path)
+    assert torch.equal(same.weight, state["model"]["weight"])
