@@ -28,7 +28,10 @@ max_candidates=             # store-wide candidate budget (default: the config's
 time_budget=                # seconds each trainer may keep claiming candidates (default: no limit)
 ensemble_members=3          # p: members retrained from scratch; rows p = 1..ensemble_members
 nj=2                        # feature extraction / corpus synthesis jobs
-synth_utts=60               # synthetic corpus: utterances per language
+synth_utts=80               # synthetic corpus: utterances per language
+synth_speakers=20           # synthetic corpus: speakers per language (few speakers -> the towers
+                            # learn voices, not languages: 8 gave ~30% dev accuracy, overfitting)
+synth_langs="en de fr es it pt ru tr"   # --synth true: these languages (8: chance is 12.5%)
 seed=1
 
 help_message="Usage: $0 [options]
@@ -44,9 +47,10 @@ Stages: 0 corpus (download or synthesize), 1 data prep (utt2lang), 2 features (4
 if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
 if $synth; then
   corpus_dir=corpus/synth_lid
+  langs=$synth_langs
   [ -z "$profile" ] && profile=conf/synth.yaml
   [ "$baseline_tower" = conf/baseline_lstm.json ] && baseline_tower=conf/baseline_lstm_small.json
-  [ -z "$time_budget" ] && time_budget=600
+  [ -z "$time_budget" ] && time_budget=420
 fi
 profile_opt=${profile:+--profile $profile}
 tag=$(basename "$config" .yaml)            # tower_b1
@@ -63,7 +67,8 @@ if run_stage 0 "corpus"; then
       log "synthetic corpus already in $corpus_dir"
     else
       python -m nasr.bin.make_synth_corpus lid "$corpus_dir" --languages $langs \
-        --utts-per-language "$synth_utts" --seed "$seed" --nj "$nj"
+        --utts-per-language "$synth_utts" --num-speakers-per-language "$synth_speakers" \
+        --seed "$seed" --nj "$nj"
       touch "$corpus_dir/.done"
     fi
   elif $download; then

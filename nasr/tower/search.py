@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,9 @@ def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     curve: List[List[float]] = []
     batches = iterate_steps(train_ds, batch_size, seed)
-    bar = tqdm(total=steps, desc=progress, disable=progress is None, mininterval=5, leave=False)
+    # In a log file (job runner) a bar redrawn every few seconds buries the log lines: redraw rarely.
+    bar = tqdm(total=steps, desc=progress, disable=progress is None, leave=False,
+               mininterval=5 if sys.stderr.isatty() else 120)
     result = {"loss": float("nan"), "acc": 0.0}
     for step in range(1, steps + 1):
         model.train()
