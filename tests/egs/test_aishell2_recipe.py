@@ -145,3 +145,20 @@ def test_killed_worker_stops_the_job_and_the_checkpoint_resumes(recipe, tmp_path
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert f"resumed from {exp}/epoch-{done}.pt" in resume.stderr
     assert (exp / f"epoch-{done + 1}.pt").is_file()
+
+
+def test_ddp_beside_bmuf(recipe, tmp_path):
+    """--distributed ddp: gradient all-reduce every step on 2 gloo processes, rank 0 writes."""
+    work, env, _, _ = recipe
+    prof = tmp_path / "one.yaml"
+    prof.write_text(TINY.replace("epochs: 2", "epochs: 1"))
+    exp = tmp_path / "exp_ddp"
+    proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "nasr.bin.train_ctc", "--config", "conf/train_dfsmn_san.yaml", "--profile", str(prof),
+                "--train-data", "data/train", "--valid-data", "data/dev", "--lang", "data/lang_char",
+                "--exp-dir", str(exp), "--device", "cpu", "--distributed", "ddp"], work, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    train = json.loads((exp / "train.json").read_text())
+    assert train["distributed"] == "ddp" and train["workers"] == 2
+    assert (exp / "log/train.log").is_file() and (exp / "log/train.rank-1.log").is_file()
+    assert "valid_loss" in train["history"][0]
