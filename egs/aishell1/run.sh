@@ -12,9 +12,10 @@ stage=0
 stop_stage=100
 synth=false                 # make and use a synthetic AISHELL-1 tree (conf/synth.yaml profile)
 corpus_dir=corpus/aishell
-unit=syllable               # syllable (the paper's CI syllables), char, or bpe
+unit=                       # syllable (the paper's CI syllables), char, or bpe; default syllable,
+                            # char with --synth true (greedy CER needs units that spell characters)
 spaces="asr_revised darts"  # op spaces searched: asr_revised -> ASRNET-B, darts -> ASRNET-A
-seeds=3                     # searches per space; the lowest validation loss wins
+seeds=                      # searches per space, the lowest validation loss wins; default 3, 1 with --synth true
 search_set=data/train_sp    # split in halves: weights / alphas
 nj=2
 device=auto
@@ -40,7 +41,11 @@ echo "$cmdline"
 if $synth; then
   corpus_dir=corpus/synth_aishell1
   [ -z "$profile" ] && profile=conf/synth.yaml
+  [ -z "$unit" ] && unit=char
+  [ -z "$seeds" ] && seeds=1
 fi
+unit=${unit:-syllable}
+seeds=${seeds:-3}
 profile_opt=${profile:+--profile $profile}
 lang=data/lang_${unit}
 net_of() { case $1 in asr_revised) echo asrnet_b ;; darts) echo asrnet_a ;; *) echo "unknown space $1" >&2; return 1 ;; esac; }
