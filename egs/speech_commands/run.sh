@@ -19,6 +19,8 @@ train_set=data/train        # searched on train (weights) + valid (alphas); retr
 valid_set=data/valid
 test_set=data/test
 space=nas1                  # op space of the search: nas1 or nas2
+search=darts                # darts, or tower (tower-search-kws-lid: blocks B2, conf/tower_b2.yaml)
+num_trainers=2              # --search tower: trainers searching in parallel on one store
 nj=2                        # feature extraction jobs
 device=auto
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
@@ -29,7 +31,7 @@ help_message="Usage: $0 [options]
  e.g.: $0 --synth true
  e.g.: $0 --corpus-dir /data/speech_commands_v0.01 --space nas2 --stage 3
 Stages: 0 corpus (download or synthesize), 1 data prep, 2 features, 3 search, 4 retrain,
-        5 evaluate, 6 baselines (Res15, TC-ResNet14-1.5), 7 report"
+        5 evaluate (--search tower: 3-5 search, retrain, evaluate a tower), 6 baselines (Res15, TC-ResNet14-1.5), 7 report"
 
 . ./path.sh
 . ./cmd.sh
@@ -72,22 +74,42 @@ if run_stage 2 "features (MFCC 40, 30 ms / 10 ms, 20 Hz-4 kHz, 101 frames)"; the
   done_stage 2
 fi
 
-if run_stage 3 "DARTS search ($space)"; then
+if [ "$search" = darts ] && run_stage 3 "DARTS search ($space)"; then
   python -m nasr.bin.search --config conf/search_${space}.yaml $profile_opt \
     --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$search_exp" --device "$device"
   done_stage 3
 fi
 
-if run_stage 4 "retrain from $search_exp/genotype.json"; then
+if [ "$search" = darts ] && run_stage 4 "retrain from $search_exp/genotype.json"; then
   python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
     --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
     --exp-dir "$train_exp" --device "$device"
   done_stage 4
 fi
 
-if run_stage 5 "evaluate"; then
+if [ "$search" = darts ] && run_stage 5 "evaluate"; then
   python -m nasr.bin.evaluate --exp-dir "$train_exp" --data "$test_set" --name test --device "$device"
   done_stage 5
+fi
+
+if [ "$search" = tower ]; then  # stages 3-5 for the tower search (see egs/lid for the LID recipe)
+  if run_stage 3 "tower search (B2, $num_trainers trainers)"; then
+    $train_cmd --max-jobs-run "$num_trainers" JOB=1:$num_trainers exp/search_tower/log/trainer.JOB.log \
+      python -m nasr.bin.tower_search --config conf/tower_b2.yaml $profile_opt --train-data "$train_set" \
+        --valid-data "$valid_set" --exp-dir exp/search_tower --trainer-id JOB
+    done_stage 3
+  fi
+  if run_stage 4 "retrain the best tower (no ensembling for KWS, as in the paper)"; then
+    python -m nasr.bin.tower_ensemble train --config conf/tower_b2.yaml $profile_opt \
+      --store exp/search_tower/store.db --train-data "$train_set" --valid-data "$valid_set" \
+      --exp-dir exp/train_tower --member 1
+    done_stage 4
+  fi
+  if run_stage 5 "evaluate the tower"; then
+    python -m nasr.bin.tower_ensemble evaluate --exp-dir exp/train_tower --data "$test_set" --name test \
+      --num-members 1 --format kws
+    done_stage 5
+  fi
 fi
 
 if run_stage 6 "baselines"; then
