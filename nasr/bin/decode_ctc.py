@@ -38,10 +38,9 @@ from nasr.asr.scoring import write_score_files
 from nasr.bin.train_ctc import build_ctc_model
 from nasr.data.asr_dataset import AsrDataset
 from nasr.nas.ops import count_parameters
-from nasr.train import ctc as ctc_train
 from nasr.train.checkpoint import (CheckpointError, average_checkpoints, list_epoch_checkpoints,
                                    load_checkpoint, save_checkpoint)
-from nasr.train.ctc import batch_to, ctc_loss, make_loader, network_log_probs
+from nasr.train.ctc import batch_to, ctc_loss, make_loader, model_output_lengths, network_log_probs
 from nasr.utils.config import load_yaml
 from nasr.utils.device import get_device
 from nasr.utils.io import read_json, read_table, write_json
@@ -101,13 +100,6 @@ def averaged_checkpoint(exp: Path, n: int) -> Path:
     return out
 
 
-def output_lengths_of(model, x_lens: torch.Tensor) -> torch.Tensor:
-    # nasr.train.ctc reads the model's own output_lengths where it has one (model_output_lengths);
-    # older versions only know the two reduction cells.
-    fn = getattr(ctc_train, "model_output_lengths", None)
-    return fn(model, x_lens) if fn is not None else ctc_train.output_lengths(x_lens)
-
-
 @torch.no_grad()
 def forward_set(model, loader, device, bf16: bool, keep_log_probs: bool
                 ) -> Tuple[float, Dict[str, List[int]], Dict[str, List[int]], Dict[str, np.ndarray], float]:
@@ -121,8 +113,8 @@ def forward_set(model, loader, device, bf16: bool, keep_log_probs: bool
     t0 = time.perf_counter()
     for batch, utts in tqdm(loader, desc="forward", leave=False, mininterval=2.0):
         batch = batch_to(batch, device)
-        log_probs = network_log_probs(model, batch.x, bf16)
-        out_lens = output_lengths_of(model, batch.x_lens).to(log_probs.device)
+        log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
+        out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
         total += float(ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)) * len(utts)
         n += len(utts)
         decoded = greedy_decode(log_probs, out_lens)

@@ -212,6 +212,8 @@ class DfsmnSanCtc(DfsmnSan):
     Without `x_lens` the lengths are read off the zero padding (`infer_lengths`), so that padded
     frames stay masked out of the memory blocks and the attention as they are with explicit lengths."""
 
+    takes_lengths = True  # nasr.train.ctc passes the batch's x_lens
+
     def forward(self, x: torch.Tensor, x_lens: Optional[torch.Tensor] = None):  # type: ignore[override]
         if x_lens is None:
             x_lens = infer_lengths(x)

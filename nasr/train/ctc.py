@@ -42,11 +42,14 @@ def model_output_lengths(model, x_lens: torch.Tensor) -> torch.Tensor:
     return own(x_lens) if own is not None else output_lengths(x_lens)
 
 
-def network_log_probs(model, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+def network_log_probs(model, x: torch.Tensor, bf16: bool = False,
+                      x_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(N, T', V) float32 log-posteriors from a search network (plain output) or an evaluation
-    network (`(logits, aux)`)."""
+    network (`(logits, aux)`). Models that mask padding themselves (`takes_lengths = True`, e.g.
+    DFSMN-SAN) get the batch's `x_lens`; the convolutional networks do not need them."""
+    net = getattr(model, "module", model)
     with autocast_context(x.device, bf16):
-        out = model(x)
+        out = model(x, x_lens) if x_lens is not None and getattr(net, "takes_lengths", False) else model(x)
     if isinstance(out, tuple):
         out = out[0]
     return out.float()
@@ -102,7 +105,7 @@ def batch_ctc_loss(model, batch: AsrBatch, bf16: bool = False) -> torch.Tensor:
     """The CTC loss of one batch; also the `loss_fn(model, batch)` the Architect descends."""
     if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
         batch = batch[0]
-    log_probs = network_log_probs(model, batch.x, bf16)
+    log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
     return ctc_loss(log_probs, model_output_lengths(model, batch.x_lens).to(log_probs.device), batch.targets,
                     batch.target_lens)
 
@@ -150,7 +153,7 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     refs: Dict[str, List[int]] = {}
     for batch, utts in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
         batch = batch_to(batch, device)
-        log_probs = network_log_probs(model, batch.x, bf16)
+        log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
         loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
         total += float(loss) * len(utts)

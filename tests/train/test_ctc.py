@@ -144,3 +144,20 @@ def test_network_output_lengths_follow_the_stem_stride(stem_stride):
     loss = batch_ctc_loss(net, batch)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_models_that_take_lengths_get_the_batch_lengths():
+    # DFSMN-SAN masks padding itself: it must see x_lens, not guess them from zero frames.
+    from nasr.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"name": "dfsmn_san", "num_classes": 6, "in_channels": 3, "freq_dim": 8,
+                         "num_dfsmn": 2, "num_san": 1, "hidden": 16, "proj": 8, "heads": 2,
+                         "lookback_order": 2, "lookahead_order": 1})
+    seen = []
+    inner = model.forward
+    model.forward = lambda x, x_lens=None: (seen.append(x_lens), inner(x, x_lens))[1]
+    x = torch.randn(2, 3, 12, 8)
+    batch = AsrBatch(x, torch.tensor([12, 7]), torch.tensor([1, 2, 3]), torch.tensor([2, 1]))
+    assert torch.isfinite(batch_ctc_loss(model, batch))
+    assert seen and seen[0].tolist() == [12, 7]

@@ -1,7 +1,7 @@
 """Table 2 report: relative improvement over the reference, greedy TER marking, missing decodes."""
 import json
 
-from nasr.asr.transfer_report import main, relative_improvement
+from nasr.bin.report_transfer import main, relative_improvement
 
 
 def write_result(root, system, **kw):
