@@ -44,7 +44,7 @@ def recipe(tmp_path_factory):
     # No ../aishell1 beside the scratch copy: the shipped synthetic genotype is used, loudly.
     cmd = ["bash", "run.sh", "--synth", "true", "--synth-speakers", "3 1 1", "--synth-utts", "6",
            "--unit", "char", "--profile", str(tmp / "tiny.yaml"), "--average", "2", "--nj", "2",
-           "--lm-order", "3"]
+           "--lm-order", "3", "--cpu-workers", "2", "--speed-perturb", "false"]
     proc = run(cmd, work, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work, env, cmd, proc
