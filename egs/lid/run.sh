@@ -109,10 +109,13 @@ if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baseli
     python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$baseline_tower" \
       --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$baseline_exp" --member 1 &
   baseline_pid=$!
+  # If the members fail (set -e exits), the baseline must not keep writing into exp/ behind us.
+  trap 'kill $baseline_pid 2>/dev/null || true' EXIT
   $train_cmd JOB=1:$ensemble_members $ensemble_exp/log/member.JOB.log \
     python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --store "$store" \
       --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$ensemble_exp" --member JOB
   wait $baseline_pid
+  trap - EXIT
   done_stage 4
 fi
 

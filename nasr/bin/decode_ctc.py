@@ -39,7 +39,7 @@ from nasr.bin.train_ctc import build_ctc_model
 from nasr.data.asr_dataset import AsrDataset
 from nasr.nas.ops import count_parameters
 from nasr.train.checkpoint import (CheckpointError, average_checkpoints, list_epoch_checkpoints,
-                                   load_checkpoint, save_checkpoint)
+                                   load_checkpoint, load_model_state, save_checkpoint)
 from nasr.train.ctc import batch_to, ctc_loss, make_loader, model_output_lengths, network_log_probs
 from nasr.utils.config import load_yaml
 from nasr.utils.device import get_device
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         ckpt = averaged_checkpoint(exp, args.average_last)
     else:
         ckpt = Path(args.checkpoint) if Path(args.checkpoint).is_file() else exp / args.checkpoint
-    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    load_model_state(model, load_checkpoint(ckpt), ckpt)
     keep = wfst is not None or args.arpa is not None
     loss, hyps, refs, logps, fwd_s = forward_set(model, make_loader(ds, None, args.batch_size, False),
                                                  device, bool(cfg.get("bf16", False)), keep)

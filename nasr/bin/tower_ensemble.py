@@ -62,7 +62,8 @@ def train(args, argv) -> int:
     from nasr.utils.log import setup_logging
 
     exp = Path(args.exp_dir)
-    log = setup_logging(exp / "log" / f"member.{args.member}.log")
+    # Not member.N.log: the job runner writes its own log there (two writers would interleave).
+    log = setup_logging(exp / "log" / f"train_member.{args.member}.log")
     log.info("%s", _command(argv))
     cfg = resolve_config(args)
     hparams = dict(cfg["train"])

@@ -115,7 +115,8 @@ def main(argv=None) -> int:
 
     args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
-    log = setup_logging(exp / "log" / f"trainer.{args.trainer_id}.log")
+    # Not trainer.N.log: the job runner writes its own log there (two writers would interleave).
+    log = setup_logging(exp / "log" / f"tower_search.{args.trainer_id}.log")
     command = " ".join(["python -m nasr.bin.tower_search"] + (argv if argv is not None else sys.argv[1:]))
     log.info("%s", command)
     if args.device != "cpu":

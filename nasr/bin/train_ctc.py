@@ -41,7 +41,7 @@ import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head)
 from nasr.data.asr_dataset import AsrDataset
 from nasr.models.registry import build_model
 from nasr.nas.ops import count_parameters
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
 from nasr.train.ctc import evaluate_ctc, input_dims, make_loader, train_ctc_epoch, unit_error_rate
 from nasr.train import distributed as dist_util
 from nasr.utils.config import load_config, save_config
@@ -194,7 +194,7 @@ def train(args, argv) -> int:
     st = None
     if ckpt is not None:
         st = load_checkpoint(ckpt)
-        model.load_state_dict(st["model"])
+        load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
@@ -204,7 +204,8 @@ def train(args, argv) -> int:
         model, opt, ctx, block_size=b["block_size"], block_momentum=b["block_momentum"],
         block_lr=b["block_lr"], nesterov=b["nesterov"], average_sync_steps=b["average_sync_steps"])
     bmuf = stepper if stepper is not opt else None
-    if bmuf is not None and st is not None and "bmuf" in st:
+    # A checkpoint of a single-process or DDP run stores "bmuf": None: BMUF then starts from its model.
+    if bmuf is not None and st is not None and st.get("bmuf"):
         bmuf.load_state_dict(st["bmuf"])  # W and the block momentum Delta, not just W
     for epoch in range(start + 1, cfg["epochs"] + 1):
         lr = sched.get_last_lr()[0]

@@ -144,7 +144,9 @@ def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid
     lost = store.mark_lost(trainer_id)
     if lost:
         log.warning("trainer %s: %d candidate(s) it was training when it stopped are marked lost", trainer_id, lost)
-    rng = random.Random(f"{seed}-{trainer_id}-{time.time_ns()}")
+    # Reproducible from the config's seed; the store's size tells a restarted trainer apart from its
+    # first start, so it does not replay the same mutations.
+    rng = random.Random(f"{seed}-{trainer_id}-{sum(store.counts().values())}")
     input_dim, num_classes = int(train_ds[0][0].shape[-1]), len(class_names)
     start, evaluated = time.time(), 0
     while time_budget is None or time.time() - start < time_budget:
