@@ -197,8 +197,8 @@ def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid
             evaluated += 1
             log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", trainer_id, cand.id,
                      result["loss"], result["acc"], time.time() - t0)
-        except (FloatingPointError, RuntimeError, ValueError) as e:
-            # A diverging or broken candidate is recorded and the search goes on.
+        except Exception as e:  # noqa: BLE001
+            # A diverging or broken candidate is recorded (never left `running`) and the search goes on.
             log.warning("trainer %s: candidate %d failed: %s", trainer_id, cand.id, e)
             store.fail(cand.id, f"{type(e).__name__}: {e}")
             if tuner is not None:

@@ -219,11 +219,12 @@ class CandidateStore:
         """Algorithm 1, lines 3-4, atomically: `propose(done, running)` sees the evaluated candidates
         and the ones other trainers are training, and returns the new candidate's fields
         (blocks, parent_id, mutation, transferred, hparams) or None; it is inserted as `running`.
-        None when the budget of `max_candidates` claimed (running + done) is spent."""
+        None when the budget of `max_candidates` claimed (running, done or failed) is spent: failed
+        candidates count, or a setup where every candidate fails would search forever."""
         with self.transaction() as con:
             if max_candidates is not None:
                 used = con.execute("SELECT COUNT(*) FROM tower_candidates "
-                                   "WHERE status IN ('running', 'done')").fetchone()[0]
+                                   "WHERE status IN ('running', 'done', 'failed')").fetchone()[0]
                 if used >= max_candidates:
                     return None
             done = self.candidates(("done",), con, brief=True)

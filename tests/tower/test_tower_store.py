@@ -27,6 +27,15 @@ def test_claim_finish_best_and_budget(tmp_path):
         assert s.get(c3.id).status == "lost" and s.counts() == {"done": 2, "lost": 1}
 
 
+def test_failed_candidates_use_up_the_budget(tmp_path):
+    # Before: only running + done counted, so a setup where every candidate fails never stopped.
+    with CandidateStore(tmp_path / "a.db") as s:
+        for blocks in (["lstm_8"], ["rnn_8"]):
+            s.fail(_claim(s, blocks, budget=2).id, "ValueError: diverged")
+        assert _claim(s, ["proj_8"], budget=2) is None
+        assert s.counts() == {"failed": 2}
+
+
 def test_other_schema_version_is_refused_and_untouched(tmp_path):
     path = tmp_path / "a.db"
     CandidateStore(path).close()
