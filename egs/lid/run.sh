@@ -17,6 +17,7 @@ synth=false                 # make and use the synthetic multilingual corpus (co
 corpus_dir=corpus/voxlingua107
 download=true               # fetch the languages' archives into corpus_dir when absent
 langs="en de fr es it pt nl sv pl ru tr fi"   # VoxLingua107 / synthetic language codes
+test_dir=                   # a separate <dir>/<lang>/*.wav tree for the test set (e.g. VoxLingua107's dev set)
 train_set=data/train        # candidates are trained on train, ranked by their loss on valid
 valid_set=data/dev
 test_set=data/test
@@ -80,7 +81,8 @@ if run_stage 0 "corpus"; then
 fi
 
 if run_stage 1 "data prep (utt2lang)"; then
-  python local/prepare.py --corpus-dir "$corpus_dir" --out-dir data --langs "$langs" --seed "$seed"
+  python local/prepare.py --corpus-dir "$corpus_dir" --out-dir data --langs "$langs" --seed "$seed" \
+    ${test_dir:+--test-dir "$test_dir"}
   for x in "$train_set" "$valid_set" "$test_set"; do utils/validate_data_dir.sh --no-feats --no-text "$x"; done
   done_stage 1
 fi
