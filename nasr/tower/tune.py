@@ -15,6 +15,7 @@ Config (the `tune:` section):
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -38,13 +39,21 @@ class Tuner:
             lo, hi = self.cfg[key]
             if not 0 <= lo < hi:
                 raise ValueError(f"tune.{key}: range {self.cfg[key]} must be [low, high] with 0 <= low < high")
-        # Several trainers open one SQLite file: wait for the lock rather than fail.
-        storage = optuna.storages.RDBStorage(storage_url(store_path),
-                                             engine_kwargs={"connect_args": {"timeout": 120}})
         sampler = optuna.samplers.TPESampler(n_startup_trials=int(self.cfg["startup_trials"]), seed=seed,
                                              constant_liar=True)  # trainers running at once spread out
-        self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                                         direction="minimize", load_if_exists=True)
+        # Trainers starting together would both create Optuna's tables ("table studies already
+        # exists", seen in CI): one at a time, under an exclusive lock beside the store.
+        lock_path = Path(f"{store_path}.tune.lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                # Several trainers open one SQLite file: wait for its lock rather than fail.
+                storage = optuna.storages.RDBStorage(storage_url(store_path),
+                                                     engine_kwargs={"connect_args": {"timeout": 120}})
+                self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
+                                                 direction="minimize", load_if_exists=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def ask(self, cand_id: int, blocks: Sequence[str]) -> Tuple[object, Dict]:
         trial = self.study.ask()

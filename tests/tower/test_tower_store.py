@@ -90,3 +90,31 @@ def test_two_processes_write_concurrently_without_losing_records(tmp_path):
     assert {c.trainer_id for c in cands} == {"1", "2"}
     # Each claim saw every earlier claim (the transaction serialises them): names are all distinct.
     assert len({tuple(c.blocks) for c in cands}) == 80
+
+
+def _open_tuner(path, barrier, errors):
+    from nasr.tower.tune import Tuner
+
+    barrier.wait()
+    try:
+        Tuner(path, {"enabled": True})
+    except Exception as e:  # noqa: BLE001
+        errors.put(f"{type(e).__name__}: {e}")
+
+
+def test_trainers_opening_the_tuner_at_once_do_not_race(tmp_path):
+    # Two trainers creating Optuna's tables in one file at the same moment failed with
+    # "table studies already exists" (seen in CI) before the creation was serialized.
+    path = tmp_path / "store.db"
+    CandidateStore(path).close()
+    ctx = mp.get_context("spawn")
+    barrier, errors = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_open_tuner, args=(path, barrier, errors)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert not found and all(p.exitcode == 0 for p in procs)
