@@ -181,18 +181,30 @@ def barrier(what: str = "barrier") -> None:
             dist.barrier()
 
 
-def cleanup(wait_for_others: bool = True) -> None:
+def cleanup(wait_for_others: bool = True, leave_timeout_s: float = 30.0) -> None:
     """Leave the process group (safe to call when none was joined).
 
-    With `wait_for_others`, all ranks meet at a barrier first: rank 0 hosts the rendezvous store,
-    and if it tears down while another rank is still leaving, gloo aborts that rank (SIGABRT,
-    "terminate called without an active exception"; seen in the BMUF resume test)."""
+    Rank 0 hosts the rendezvous store; if it tears down while another rank is still inside its own
+    teardown, gloo aborts that rank (SIGABRT, "terminate called without an active exception"; seen
+    in the BMUF resume test, even after a barrier). So with `wait_for_others` all ranks meet at a
+    barrier, the other ranks leave first and say so through the store, and rank 0 leaves last."""
     global _CTX
     if dist.is_available() and dist.is_initialized():
-        if wait_for_others and dist.get_world_size() > 1:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        store = None
+        if wait_for_others and world > 1:
             with guard_collective("shutdown barrier"):
                 dist.barrier()
-        dist.destroy_process_group()
+            store = dist.distributed_c10d._get_default_store()
+            if rank == 0:
+                deadline = time.monotonic() + leave_timeout_s
+                while store.add("nasr_ranks_left", 0) < world - 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        if store is not None and rank != 0:
+            dist.destroy_process_group()
+            store.add("nasr_ranks_left", 1)
+        else:
+            dist.destroy_process_group()
     _CTX = None
 
 
