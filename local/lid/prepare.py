@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shutil
 import sys
@@ -43,7 +42,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nasr.data.datadir import DataDir, c_order, validate_data_dir, write_data_dir
+from nasr.data.datadir import DataDir, c_order, replace_dirs, validate_data_dir, write_data_dir
 from nasr.utils.io import FormatError, atomic_write
 
 log = logging.getLogger("nasr.prepare.lid")
@@ -183,17 +182,6 @@ def build_data_dir(members: Sequence[Tuple[Clip, float]]) -> DataDir:
         utt2spk[utt], wav[utt], utt2lang[utt] = clip.spk, str(clip.path), clip.lang
         utt2dur[utt] = f"{seconds:.3f}"
     return DataDir(utt2spk=utt2spk, wav_scp=wav, utt2lang=utt2lang, utt2dur=utt2dur)
-
-
-def replace_dirs(staging: Path, out_dir: Path, names: Iterable[str]) -> None:
-    """Move finished data dirs from `staging` into `out_dir`, replacing older ones."""
-    for name in names:
-        target = out_dir / name
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out_dir))
-            os.replace(target, old / name)
-            shutil.rmtree(old)
-        os.replace(staging / name, target)
 
 
 def prepare(corpus_dir, out_dir, langs: Optional[Sequence[str]] = None, seed: int = 0,

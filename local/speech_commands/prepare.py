@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import re
 import shutil
 import sys
@@ -36,6 +35,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
+from nasr.data.datadir import replace_dirs
 from nasr.utils.io import FormatError, atomic_write, write_table
 
 log = logging.getLogger("nasr.prepare.speech_commands")
@@ -274,17 +274,6 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
     with atomic_write(path) as f:
         for line in lines:
             f.write(line + "\n")
-
-
-def replace_dirs(staging: Path, out_dir: Path, names: Iterable[str]) -> None:
-    """Move finished data dirs from `staging` into `out_dir`, replacing older ones."""
-    for name in names:
-        target = out_dir / name
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out_dir))
-            os.replace(target, old / name)
-            shutil.rmtree(old)
-        os.replace(staging / name, target)
 
 
 def prepare(corpus_dir, out_dir, keywords: Sequence[str] = tuple(DEFAULT_KEYWORDS.split(",")),

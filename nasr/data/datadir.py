@@ -18,6 +18,7 @@ import os
 import random
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -777,8 +778,20 @@ def perturb_speed(src, dst, factor: float) -> DataDir:
     return out
 
 
+def replace_dirs(staging: Path, out_dir: Path, names: Iterable[str]) -> None:
+    """Move finished data dirs from `staging` into `out_dir`, replacing older ones."""
+    for name in names:
+        target = out_dir / name
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out_dir))
+            os.replace(target, old / name)
+            shutil.rmtree(old)
+        os.replace(staging / name, target)
+
+
 __all__ = [
     "DataDir", "FILES", "c_order", "load_data_dir", "write_data_dir", "validate_data_dir", "fix_data_dir",
     "subset_data_dir", "split_data", "combine_data", "perturb_speed", "speed_prefix",
     "utt2spk_to_spk2utt", "spk2utt_to_utt2spk", "stream_utt2spk_to_spk2utt", "stream_spk2utt_to_utt2spk",
+    "replace_dirs",
 ]
