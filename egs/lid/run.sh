@@ -25,6 +25,9 @@ config=conf/tower_b1.yaml   # search + ensemble config (block set B1)
 baseline_tower=conf/baseline_lstm.json
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
 num_trainers=2              # L: trainer processes searching in parallel on one store
+store=                      # candidate store: an SQLite file (default: exp/search_<tag>/store.db, one
+                            # machine) or a database URL (postgresql://user:pass@host/db) for trainers
+                            # on many machines; exp/ must then be on a shared filesystem (checkpoints)
 max_candidates=             # store-wide candidate budget (default: the config's search.max_candidates)
 time_budget=                # seconds each trainer may keep claiming candidates (default: no limit)
 ensemble_members=3          # p: members retrained from scratch; rows p = 1..ensemble_members
@@ -59,7 +62,7 @@ tag=$(basename "$config" .yaml)            # tower_b1
 search_exp=exp/search_${tag#tower_}        # exp/search_b1
 ensemble_exp=exp/ensemble_${tag#tower_}
 baseline_exp=exp/baseline_$(basename "$baseline_tower" .json | sed 's/^baseline_//')
-store=$search_exp/store.db
+[ -z "$store" ] && store=$search_exp/store.db
 
 . utils/stage.sh
 

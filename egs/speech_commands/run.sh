@@ -21,6 +21,7 @@ test_set=data/test
 space=nas1                  # op space of the search: nas1 or nas2
 search=darts                # darts, or tower (tower-search-kws-lid: blocks B2, conf/tower_b2.yaml)
 num_trainers=2              # --search tower: trainers searching in parallel on one store
+tower_store=exp/search_tower/store.db  # --search tower: SQLite file, or a database URL for many machines
 nj=2                        # feature extraction jobs
 device=auto
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
@@ -96,12 +97,12 @@ if [ "$search" = tower ]; then  # stages 3-5 for the tower search (see egs/lid f
   if run_stage 3 "tower search (B2, $num_trainers trainers)"; then
     $train_cmd --max-jobs-run "$num_trainers" JOB=1:$num_trainers exp/search_tower/log/trainer.JOB.log \
       python -m nasr.bin.tower_search --config conf/tower_b2.yaml $profile_opt --train-data "$train_set" \
-        --valid-data "$valid_set" --exp-dir exp/search_tower --trainer-id JOB
+        --valid-data "$valid_set" --exp-dir exp/search_tower --store "$tower_store" --trainer-id JOB
     done_stage 3
   fi
   if run_stage 4 "retrain the best tower (no ensembling for KWS, as in the paper)"; then
     python -m nasr.bin.tower_ensemble train --config conf/tower_b2.yaml $profile_opt \
-      --store exp/search_tower/store.db --train-data "$train_set" --valid-data "$valid_set" \
+      --store "$tower_store" --train-data "$train_set" --valid-data "$valid_set" \
       --exp-dir exp/train_tower --member 1
     done_stage 4
   fi
