@@ -32,5 +32,10 @@ setup(
     packages=find_packages(include=["nasr", "nasr.*"]),
     python_requires=">=3.10",
     install_requires=install_requires,
-    extras_require={"test": ["pytest", "pytest-timeout"], "graph": ["graphviz"]},
+    extras_require={
+        # pgserver: a PostgreSQL server from a wheel, for the tests of the tower search's server store
+        "test": ["pytest", "pytest-timeout", "pgserver", "psycopg[binary]"],
+        "graph": ["graphviz"],
+        "server": ["psycopg[binary]"],  # the tower search's store on a PostgreSQL server (--store postgresql://)
+    },
 )

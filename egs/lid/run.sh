@@ -136,7 +136,7 @@ fi
 
 if run_stage 6 "report"; then
   note="Command: \`cd egs/lid && ./run.sh $( $synth && echo '--synth true' || echo "--langs \"$langs\"")\`"
-  python -m nasr.bin.report_lid --exp-root exp --set test --search-dir "$search_exp" \
+  python -m nasr.bin.report_lid --exp-root exp --set test --search-dir "$search_exp" --store "$store" \
     --baseline "$baseline_exp" --out RESULTS.md \
     --title "Language identification: tower search ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

@@ -72,8 +72,9 @@ def train(args, argv) -> int:
             store = CandidateStore(args.store, create=False)
             best = best_candidate(store)
             store.close()
-            blocks, source = best.blocks, {"store": args.store, "candidate": best.id, "loss": best.loss,
-                                            "tower_file": str(Path(args.store).parent / "tower.json")}
+            blocks, source = best.blocks, {"store": store.location, "candidate": best.id, "loss": best.loss}
+            if store.is_sqlite:  # the search writes its tower.json beside its store file
+                source["tower_file"] = str(Path(args.store).parent / "tower.json")
             hparams.update({k: v for k, v in best.hparams.items() if k != "trial"})
         else:
             blocks, meta = load_tower(args.tower)
@@ -102,7 +103,7 @@ def evaluate(args, argv) -> int:
     from nasr.tower.tower import tower_macs, tower_str
     from nasr.train.lid_metrics import lid_scores, write_lid_report
     from nasr.utils.config import load_yaml
-    from nasr.utils.io import atomic_write, read_json, write_json, write_table
+    from nasr.utils.io import atomic_write, write_json, write_table
     from nasr.utils.log import setup_logging
 
     exp = Path(args.exp_dir)
@@ -133,9 +134,7 @@ def evaluate(args, argv) -> int:
         }
         if args.format == "lid":
             out = exp / f"decode_{name}_p{p}"
-            write_lid_report(out, scores, utts, f, labels, names)
-            res = read_json(out / "results.json")
-            write_json(out / "results.json", {**res, **extra})
+            write_lid_report(out, scores, utts, f, labels, names, extra)
             summary = (out / "summary").read_text().splitlines()[0]
         else:
             if p != max(sizes) or p > len(members):
@@ -148,11 +147,12 @@ def evaluate(args, argv) -> int:
                                        for u, r, h in zip(utts, labels.tolist(), hyps.tolist()) if r != h})
             summary = f"%ACC {100 * scores['acc']:.2f} [ {correct} / {len(labels)} ] {out}"
             train_json = exp / "train.json"
+            src = info.get("source", {})
             write_json(out / "results.json", {
                 **extra, "model": "tower", "acc": scores["acc"], "correct": correct, "total": int(len(labels)),
                 "labels": names, "confusion": scores["confusion"], "epochs": None,
-                "device": "CPU", "genotype_source": info.get("source", {}).get("tower_file"),
-                "train_command": info.get("source", {}).get("command"),
+                "device": "CPU", "genotype_source": src.get("tower_file") or src.get("store"),
+                "train_command": src.get("command"),
                 "train_json": str(train_json) if train_json.is_file() else None})
             with atomic_write(out / "summary") as fh:
                 fh.write(summary + "\n")

@@ -3,9 +3,11 @@ store, mutate it, transfer the shared prefix's weights, train, evaluate, record;
 store's candidate budget or this trainer's time budget is spent.
 
 Run several at once on one --store (the recipe uses its job runner: JOB=1:L ... --trainer-id JOB);
-they never wait for each other.  A trainer killed mid-training loses only the candidate it was
-training (marked `lost` when a trainer with its id starts again).  On exit each trainer writes the
-best tower so far to <exp-dir>/tower.json and a summary to <exp-dir>/search.json.
+they never wait for each other; --store names a database URL when they run on several machines.
+A trainer killed mid-training loses only the candidate it was training: the next claim by any
+trainer marks it `lost` (its process is gone, or its heartbeat stopped for search.lease_s).
+On exit each trainer writes the best tower so far to <exp-dir>/tower.json and a summary to
+<exp-dir>/search.json (atomically: the last trainer to stop leaves the complete ones).
 
 e.g.: python -m nasr.bin.tower_search --config conf/tower_b1.yaml --train-data data/train \\
           --valid-data data/dev --exp-dir exp/tower_search_b1 --trainer-id 1 --max-candidates 100
@@ -30,7 +32,8 @@ DEFAULTS: Dict = {
     "seed": 1,
     "threads": 1,                      # torch threads per trainer: L trainers share the machine
     "search": {"max_blocks": 4, "explore_m": 5, "train_steps": 2000, "eval_every": 200,
-               "max_candidates": None, "max_train_utts": None, "max_valid_utts": None},
+               "max_candidates": None, "max_train_utts": None, "max_valid_utts": None,
+               "lease_s": 300.0},        # a running candidate without a heartbeat this long is lost
     "train": {"lr": 1.0e-3, "dropout": 0.3, "batch_size": 32, "grad_clip": 5.0, "weight_decay": 0.0},
     "tune": {"enabled": False},
     "ensemble": {"members": 3, "train_steps": 4000, "eval_every": 400},
@@ -45,7 +48,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", required=True)
     p.add_argument("--valid-data", required=True, help="held-out set whose loss ranks the candidates")
     p.add_argument("--exp-dir", required=True)
-    p.add_argument("--store", default=None, help="candidate store (SQLite file; default: EXP_DIR/store.db)")
+    p.add_argument("--store", default=None,
+                   help="candidate store: an SQLite file (default: EXP_DIR/store.db) for trainers on this machine, "
+                        "or a database URL (postgresql://user:password@host/db) for trainers on many")
     p.add_argument("--trainer-id", default="1", help="this trainer's name in the store (the job number)")
     p.add_argument("--max-candidates", type=int, default=None,
                    help="stop when the store holds this many claimed candidates (all trainers together)")
@@ -89,19 +94,19 @@ def write_summary(store, exp_dir: Path, space: str, command: str, device: str) -
     done = [c for c in cands if c.status == "done"]
     best = store.best(5)
     summary = {
-        "space": space, "store": str(store.path), "command": command, "device": device,
+        "space": space, "store": store.location, "command": command, "device": device,
         "device_hours": sum(c.train_seconds or 0.0 for c in done) / 3600.0,
         "candidates": store.counts(),
         "wall_seconds": (max(c.finished or c.started for c in cands) - min(c.started for c in cands)) if cands else 0,
         "top": [{"id": c.id, "blocks": c.blocks, "loss": c.loss, "acc": c.acc, "params": c.params,
                  "hparams": c.hparams, "iteration": c.id} for c in best],
-        "tuning": tuning_summary(store.path),
+        "tuning": tuning_summary(store),
     }
     write_json(exp_dir / "search.json", summary)
     if best:
         b = best[0]
         save_tower(exp_dir / "tower.json", b.blocks, candidate=b.id, loss=b.loss, acc=b.acc, params=b.params,
-                   hparams=b.hparams, store=str(store.path))
+                   hparams=b.hparams, store=store.location)
     return summary
 
 
@@ -124,7 +129,7 @@ def main(argv=None) -> int:
     try:
         cfg = resolve_config(args)
         space, blocks = load_blocks(cfg, args.config)
-        store = CandidateStore(args.store or exp / "store.db")
+        store = CandidateStore(args.store or exp / "store.db", lease_s=float(cfg["search"]["lease_s"]))
     except (FormatError, StoreError) as e:
         print(f"tower_search: {e}", file=sys.stderr)
         return 1
@@ -139,7 +144,7 @@ def main(argv=None) -> int:
     log.info("%d training and %d validation utterances, %d classes", len(train_ds), len(valid_ds), len(names))
     tuner = None
     if cfg["tune"].get("enabled"):
-        tuner = Tuner(store.path, cfg["tune"])
+        tuner = Tuner(store, cfg["tune"])
     max_cands = args.max_candidates if args.max_candidates is not None else s.get("max_candidates")
     t0 = time.time()
     n = run_trainer(store, settings, train_ds, valid_ds, names, exp, str(args.trainer_id), dict(cfg["train"]),

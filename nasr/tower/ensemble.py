@@ -28,7 +28,7 @@ def best_candidate(store: CandidateStore) -> Candidate:
     """BESTCANDIDATE(A): the evaluated candidate of lowest validation loss."""
     best = store.best(1)
     if not best:
-        raise StoreError(f"{store.path}: no evaluated candidate yet (fix: run the tower search stage first)")
+        raise StoreError(f"{store.location}: no evaluated candidate yet (fix: run the tower search stage first)")
     return best[0]
 
 
@@ -53,6 +53,9 @@ def train_member(exp_dir, member: int, blocks: Sequence[str], hparams: Dict, tra
             return info
         log.warning("member %d in %s was trained for %s, now the tower is %s: retraining",
                     member, out, info["blocks"], list(blocks))
+        # model.pt marks a member complete: without this, a kill between the new train.json and the
+        # new model.pt would leave the old tower's weights passing for the new tower's.
+        (out / "model.pt").unlink()
     s = member_seed(seed, member)
     torch.manual_seed(s)
     input_dim = int(train_ds[0][0].shape[-1])

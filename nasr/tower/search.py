@@ -167,40 +167,42 @@ def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid
             hp.update(suggested)
             store.update_hparams(cand.id, hp)
         t0 = time.time()
-        try:
-            torch.manual_seed(seed * 7919 + cand.id)
-            model = TowerNet(cand.blocks, input_dim, num_classes, dropout=float(hp["dropout"]))
-            copied = 0
-            if cand.parent_id is not None:
-                parent = store.get(cand.parent_id)
-                if parent.checkpoint and Path(parent.checkpoint).is_file():
-                    copied = transfer(load_checkpoint(parent.checkpoint)["model"], parent.blocks, model)
-                else:
-                    log.warning("candidate %d: parent %d has no checkpoint; training from scratch",
-                                cand.id, cand.parent_id)
-            log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f "
-                     "batch %d", trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied,
-                     hp["lr"], hp["dropout"], hp["batch_size"])
-            curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
-                                        batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id,
-                                        eval_every=eval_every, grad_clip=float(hp.get("grad_clip", 5.0)),
-                                        weight_decay=float(hp.get("weight_decay", 0.0)),
-                                        progress=f"cand {cand.id}")
-            ckpt = candidate_checkpoint(exp_dir, cand.id)
-            save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
-                                   "num_classes": num_classes, "class_names": class_names, "hparams": hp})
-            store.finish(cand.id, loss=result["loss"], acc=result["acc"],
-                         params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
-                         checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
-            if tuner is not None:
-                tuner.tell(trial, result["loss"])
-            evaluated += 1
-            log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", trainer_id, cand.id,
-                     result["loss"], result["acc"], time.time() - t0)
-        except Exception as e:  # noqa: BLE001
-            # A diverging or broken candidate is recorded (never left `running`) and the search goes on.
-            log.warning("trainer %s: candidate %d failed: %s", trainer_id, cand.id, e)
-            store.fail(cand.id, f"{type(e).__name__}: {e}")
-            if tuner is not None:
-                tuner.tell(trial, None)
+        # The heartbeat tells the other trainers (any machine) that this candidate is still alive.
+        with store.keep_alive(cand.id):
+            try:
+                torch.manual_seed(seed * 7919 + cand.id)
+                model = TowerNet(cand.blocks, input_dim, num_classes, dropout=float(hp["dropout"]))
+                copied = 0
+                if cand.parent_id is not None:
+                    parent = store.get(cand.parent_id)
+                    if parent.checkpoint and Path(parent.checkpoint).is_file():
+                        copied = transfer(load_checkpoint(parent.checkpoint)["model"], parent.blocks, model)
+                    else:
+                        log.warning("candidate %d: parent %d has no checkpoint; training from scratch",
+                                    cand.id, cand.parent_id)
+                log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f "
+                         "batch %d", trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied,
+                         hp["lr"], hp["dropout"], hp["batch_size"])
+                curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
+                                            batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id,
+                                            eval_every=eval_every, grad_clip=float(hp.get("grad_clip", 5.0)),
+                                            weight_decay=float(hp.get("weight_decay", 0.0)),
+                                            progress=f"cand {cand.id}")
+                ckpt = candidate_checkpoint(exp_dir, cand.id)
+                save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
+                                       "num_classes": num_classes, "class_names": class_names, "hparams": hp})
+                store.finish(cand.id, loss=result["loss"], acc=result["acc"],
+                             params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
+                             checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
+                if tuner is not None:
+                    tuner.tell(trial, result["loss"])
+                evaluated += 1
+                log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", trainer_id, cand.id,
+                         result["loss"], result["acc"], time.time() - t0)
+            except Exception as e:  # noqa: BLE001
+                # A diverging or broken candidate is recorded (never left `running`) and the search goes on.
+                log.warning("trainer %s: candidate %d failed: %s", trainer_id, cand.id, e)
+                store.fail(cand.id, f"{type(e).__name__}: {e}")
+                if tuner is not None:
+                    tuner.tell(trial, None)
     return evaluated

@@ -1,8 +1,9 @@
 """Bayesian tuning alongside the search: Optuna's TPE suggests learning rate, dropout and batch size
 for every candidate, and learns from the candidate's validation loss.
 
-The study lives in the candidate store's SQLite file (Optuna's own tables beside the store's), so
-every trainer shares one posterior and a restarted trainer picks it up.  Because one study sees
+The study lives in the candidate store's database (Optuna's own tables beside the store's: the same
+SQLite file, or the same server database), so every trainer shares one posterior and a restarted
+trainer picks it up.  Because one study sees
 different towers, the architecture is noise to TPE: it learns settings that suit the towers the
 search visits, as the paper runs tuning in parallel to the search.
 
@@ -15,9 +16,7 @@ Config (the `tune:` section):
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 STUDY_NAME = "tower_search"
@@ -25,12 +24,17 @@ DEFAULTS = {"enabled": False, "lr": [1.0e-4, 1.0e-2], "dropout": [0.0, 0.5], "ba
             "startup_trials": 5}
 
 
-def storage_url(store_path) -> str:
-    return f"sqlite:///{Path(store_path).resolve()}"
+def _storage(store):
+    import optuna
+
+    # Several trainers open one SQLite file: wait for its lock rather than fail.
+    kwargs = {"connect_args": {"timeout": 120}} if store.is_sqlite else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(store.url_for_libraries(), engine_kwargs=kwargs)
 
 
 class Tuner:
-    def __init__(self, store_path, cfg: Dict, seed: Optional[int] = None):
+    def __init__(self, store, cfg: Dict, seed: Optional[int] = None):
+        """`store`: the open CandidateStore whose database holds the study."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,18 +46,10 @@ class Tuner:
         sampler = optuna.samplers.TPESampler(n_startup_trials=int(self.cfg["startup_trials"]), seed=seed,
                                              constant_liar=True)  # trainers running at once spread out
         # Trainers starting together would both create Optuna's tables ("table studies already
-        # exists", seen in CI): one at a time, under an exclusive lock beside the store.
-        lock_path = Path(f"{store_path}.tune.lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                # Several trainers open one SQLite file: wait for its lock rather than fail.
-                storage = optuna.storages.RDBStorage(storage_url(store_path),
-                                                     engine_kwargs={"connect_args": {"timeout": 120}})
-                self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                                                 direction="minimize", load_if_exists=True)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        # exists", seen in CI): one at a time.
+        with store.setup_lock():
+            self.study = optuna.create_study(study_name=STUDY_NAME, storage=_storage(store), sampler=sampler,
+                                             direction="minimize", load_if_exists=True)
 
     def ask(self, cand_id: int, blocks: Sequence[str]) -> Tuple[object, Dict]:
         trial = self.study.ask()
@@ -83,23 +79,16 @@ class Tuner:
             return {}
 
 
-def tuning_summary(store_path) -> Dict:
+def tuning_summary(store) -> Dict:
     """Finished trials and the best parameters, for search.json; {} when there is no study."""
-    import sqlite3
-
     import optuna
 
-    # Read-only look first: loading a study would create Optuna's tables in a store without them.
-    con = sqlite3.connect(f"file:{Path(store_path).resolve()}?mode=ro", uri=True)
-    try:
-        has_study = con.execute("SELECT 1 FROM sqlite_master WHERE name='studies'").fetchone() is not None
-    finally:
-        con.close()
-    if not has_study:
+    # Look first: loading a study would create Optuna's tables in a store without them.
+    if not store.has_table("studies"):
         return {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(store_path))
+        study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(store))
     except KeyError:
         return {}
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -144,10 +144,10 @@ def format_summary(scores: Dict[str, object], out_dir) -> str:
 
 
 def write_lid_report(out_dir, scores: Dict[str, object], utts: Sequence[str], logits: np.ndarray,
-                     labels: np.ndarray, class_names: Sequence[str]) -> None:
+                     labels: np.ndarray, class_names: Sequence[str], extra: Optional[Dict] = None) -> None:
     """Write in out_dir (each file atomically):
 
-    results.json   the scores, the class names and the number of utterances
+    results.json   the scores, the class names and the number of utterances (+ `extra`)
     confusion.txt  rows = reference, columns = hypothesis, with per-language totals and accuracy
     scores         `utt ref hyp logit_1 ... logit_K` per utterance (columns in class_names order)
     summary        %ACC / Cavg / %EER lines, Kaldi style, each naming out_dir
@@ -177,6 +177,6 @@ def write_lid_report(out_dir, scores: Dict[str, object], utts: Sequence[str], lo
         f.write("# rows: reference language, columns: hypothesis\n")
         f.write("\n".join(lines) + "\n")
 
-    write_json(out_dir / "results.json", {**scores, "class_names": names, "p_target": P_TARGET})
+    write_json(out_dir / "results.json", {**scores, "class_names": names, "p_target": P_TARGET, **(extra or {})})
     with atomic_write(out_dir / "summary") as f:
         f.write(format_summary(scores, out_dir))

@@ -47,13 +47,15 @@ def lid_sets(tmp_path_factory):
     return root, cfg, make_set(root, "train", 6, 0), make_set(root, "dev", 3, 1)
 
 
-def test_search_ensemble_report(lid_sets, tmp_path):
+def test_search_ensemble_report(lid_sets, tmp_path, store_location):
+    """On an SQLite file and on a PostgreSQL server (the store of trainers on many machines)."""
     root, cfg, train, dev = lid_sets
     exp = tmp_path / "search"
-    common = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(exp)]
+    common = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(exp),
+              "--store", store_location]
     for trainer in ("1", "2"):
         assert tower_search.main(common + ["--trainer-id", trainer, "--max-candidates", str(2 * int(trainer))]) == 0
-    with CandidateStore(exp / "store.db") as s:
+    with CandidateStore(store_location) as s:
         cands = s.candidates()
         assert [c.status for c in cands] == ["done"] * 4 and {c.trainer_id for c in cands} == {"1", "2"}
         assert all(c.hparams["batch_size"] == 4 and "trial" in c.hparams for c in cands)
@@ -66,7 +68,7 @@ def test_search_ensemble_report(lid_sets, tmp_path):
 
     ens = tmp_path / "ens"
     for m in (1, 2):
-        assert tower_ensemble.main(["train", "--config", str(cfg), "--store", str(exp / "store.db"), "--train-data",
+        assert tower_ensemble.main(["train", "--config", str(cfg), "--store", store_location, "--train-data",
                                     str(train), "--valid-data", str(dev), "--exp-dir", str(ens), "--member", str(m)]) == 0
     seeds = [json.loads((ens / f"member-{m}" / "train.json").read_text())["seed"] for m in (1, 2)]
     assert seeds[0] != seeds[1]
@@ -77,7 +79,8 @@ def test_search_ensemble_report(lid_sets, tmp_path):
     assert r2["p"] == 2 and r2["params"] == 2 * r1["params"] and r2["num"] == 6
     assert (ens / "decode_test_p2" / "summary").read_text().startswith("%ACC")
     out = tmp_path / "RESULTS.md"
-    assert report_lid.main(["--exp-root", str(tmp_path), "--search-dir", str(exp), "--out", str(out)]) == 0
+    assert report_lid.main(["--exp-root", str(tmp_path), "--search-dir", str(exp), "--store", store_location,
+                            "--out", str(out)]) == 0
     text = out.read_text()
     assert "| ens | " in text and f"{100 * r2['acc']:.2f}" in text and (tmp_path / "RESULTS_curves.png").is_file()
 
@@ -104,3 +107,28 @@ def test_bad_inputs_fail_clearly(lid_sets, tmp_path, capsys):
     assert tower_ensemble.main(["train", "--config", str(cfg), "--tower", str(tower), "--train-data", str(train),
                                 "--valid-data", str(dev), "--exp-dir", str(tmp_path / "e"), "--member", "1"]) == 1
     assert "t.json:3: tower JSON does not parse" in capsys.readouterr().err
+
+
+def test_member_retrained_for_another_tower_never_keeps_the_old_weights(lid_sets, tmp_path, monkeypatch):
+    # Before: a member dir retrained for another tower kept the old model.pt until the new one was
+    # saved, so a kill right after the new train.json left old weights passing for the new tower.
+    from nasr.tower import ensemble
+    from nasr.tower.data import load_sets
+
+    root, cfg, train, dev = lid_sets
+    train_ds, valid_ds, names = load_sets("lid", train, dev, 1, 50, None, None)
+    hp = {"lr": 0.01, "dropout": 0.0, "batch_size": 4}
+    kw = dict(steps=2, eval_every=2, seed=1, source={})
+    ensemble.train_member(tmp_path, 1, ["rnn_8"], hp, train_ds, valid_ds, names, **kw)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt("killed after train.json")
+
+    monkeypatch.setattr("nasr.train.checkpoint.save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.train_member(tmp_path, 1, ["proj_8"], hp, train_ds, valid_ds, names, **kw)
+    monkeypatch.undo()
+    assert not (tmp_path / "member-1" / "model.pt").exists()
+    info = ensemble.train_member(tmp_path, 1, ["proj_8"], hp, train_ds, valid_ds, names, **kw)
+    (member, model), = ensemble.load_members(tmp_path)
+    assert info["blocks"] == member["blocks"] == ["proj_8"] and "blocks.0.conv.weight" in model.state_dict()
