@@ -12,6 +12,7 @@ e.g.: python bench/tower_search.py --seconds 120
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def run_trainers(n: int, seconds: float, train, valid, work: Path):
             "train_s": sum(c.train_seconds for c in done) / max(1, len(done))}
 
 
-def store_overhead(work: Path, existing: int = 200, n: int = 200) -> float:
+def store_overhead(location, existing: int = 200, n: int = 200) -> float:
     """Seconds per candidate spent in the store: one claim (select + mutate inside the transaction,
     over `existing` evaluated candidates) and one finish."""
     import random
@@ -95,7 +96,7 @@ def store_overhead(work: Path, existing: int = 200, n: int = 200) -> float:
     settings = SearchSettings(["rnn_32", "proj_32", "svdf_32_8", "lstm_32"], max_blocks=4, explore_m=5)
     rng = random.Random(0)
     curve = [[s, 0.5, 1.0] for s in range(0, 400, 20)]
-    with CandidateStore(work / "overhead.db") as s:
+    with CandidateStore(location) as s:
         def one():
             c = s.claim(lambda done, running: {"blocks": mutate(select_candidates(done), settings, rng,
                                                                 [x.blocks for x in done + running])[1]}, "1")
@@ -114,7 +115,23 @@ def get_parser():
     p.add_argument("--seconds", type=float, default=120.0, help="search window per run")
     p.add_argument("--train-data")
     p.add_argument("--valid-data")
+    p.add_argument("--store-url", help="also measure the store overhead on this (empty) server database; "
+                                       "default: a local PostgreSQL from pgserver when it is installed")
     return p
+
+
+def server_locations(args, work: Path):
+    """(name, URL) of the server stores to measure, and what to clean up afterwards."""
+    if args.store_url:
+        return [("server", args.store_url)], None
+    try:
+        import pgserver
+    except ImportError:
+        return [], None
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs initdb's whole output
+    server = pgserver.get_server(work / "pg", cleanup_mode="stop")
+    server.psql("CREATE DATABASE overhead;")
+    return [("PostgreSQL (local socket, pgserver)", server.get_uri("overhead"))], server
 
 
 def main(argv=None) -> int:
@@ -132,10 +149,15 @@ def main(argv=None) -> int:
                   f"(mean {r['train_s']:.1f}s training per candidate)")
         ratio = two["per_hour"] / max(one["per_hour"], 1e-9)
         print(f"scaling 2 vs 1 trainers: x{ratio:.2f} (ideal 2.00)")
-        overhead = store_overhead(work)
         mean_train = max(one["train_s"], two["train_s"])
-        share = f"= {100 * overhead / mean_train:.3f}% of a candidate's training time" if mean_train else ""
-        print(f"store overhead per candidate (claim over 200-400 candidates + finish): {1000 * overhead:.2f} ms {share}")
+        servers, server = server_locations(args, work)
+        for name, location in [("SQLite file", work / "overhead.db")] + servers:
+            overhead = store_overhead(location)
+            share = f"= {100 * overhead / mean_train:.3f}% of a candidate's training time" if mean_train else ""
+            print(f"store overhead per candidate, {name} (claim over 200-400 candidates + finish): "
+                  f"{1000 * overhead:.2f} ms {share}")
+        if server is not None:
+            server.cleanup()
     return 0
 
 
