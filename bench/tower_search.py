@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 CONFIG = """task: lid
 blocks: [rnn_32, proj_32, svdf_32_8, lstm_32]
 max_frames: 200
-search: {max_blocks: 3, explore_m: 2, train_steps: 40, eval_every: 20}
+search: {max_blocks: 3, explore_m: 2, train_steps: 200, eval_every: 100}  # a few s per candidate: start-up does not dominate
 train: {lr: 0.005, dropout: 0.1, batch_size: 16}
 tune: {enabled: true, batch_size: [16], startup_trials: 2}
 """

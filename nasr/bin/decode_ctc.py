@@ -27,7 +27,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -76,7 +76,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def averaged_checkpoint(exp: Path, n: int) -> Path:
-    """avg-last-N.pt over the newest n epoch checkpoints; reused when it covers the same epochs."""
+    """avg-last-N.pt over the newest n epoch checkpoints; reused when it covers the same epochs and
+    is newer than each of them (a retrained epoch-N.pt makes it stale)."""
     epochs = list_epoch_checkpoints(exp)
     if n < 1:
         raise ValueError(f"--average-last {n}: must be at least 1")
@@ -85,14 +86,14 @@ def averaged_checkpoint(exp: Path, n: int) -> Path:
                               f"(fix: train more epochs or average fewer)")
     chosen = epochs[-n:]
     out = exp / f"avg-last-{n}.pt"
-    if out.is_file():
+    paths = [exp / f"epoch-{e}.pt" for e in chosen]
+    if out.is_file() and out.stat().st_mtime >= max(p.stat().st_mtime for p in paths):
         try:
             if load_checkpoint(out).get("averaged_epochs") == chosen:
                 log.info("%s already averages epochs %s", out, chosen)
                 return out
         except CheckpointError:
             pass  # unreadable: rewritten below
-    paths = [exp / f"epoch-{e}.pt" for e in chosen]
     last = load_checkpoint(paths[-1])
     save_checkpoint(out, {"model": average_checkpoints(paths), "epoch": chosen[-1],
                           "averaged_epochs": chosen, "config": last.get("config")})
@@ -101,17 +102,21 @@ def averaged_checkpoint(exp: Path, n: int) -> Path:
 
 
 @torch.no_grad()
-def forward_set(model, loader, device, bf16: bool, keep_log_probs: bool
-                ) -> Tuple[float, Dict[str, List[int]], Dict[str, List[int]], Dict[str, np.ndarray], float]:
-    """One pass over the set: CTC loss, greedy unit ids, reference ids, and (if asked) each
-    utterance's (T', V) log-posteriors for the LM decoders. Also the forward seconds."""
+def forward_set(model, loader, device, bf16: bool, lm_decoders: Dict[str, Callable[[np.ndarray], List[str]]]
+                ) -> Tuple[float, Dict[str, List[int]], Dict[str, List[int]], Dict[str, Dict[str, List[str]]],
+                           float, Dict[str, float]]:
+    """One pass over the set: CTC loss, greedy unit ids, reference ids, and each LM decoder's words
+    per utterance.  The LM decoders run on each batch's (T', V) log-posteriors as soon as they are
+    computed, so memory holds one batch, not the whole set's posteriors (GBs for a real test set).
+    Also the forward seconds and each decoder's seconds."""
     model.eval()
     total = n = 0.0
     hyps: Dict[str, List[int]] = {}
     refs: Dict[str, List[int]] = {}
-    logps: Dict[str, np.ndarray] = {}
+    words: Dict[str, Dict[str, List[str]]] = {k: {} for k in lm_decoders}
+    decode_s = {k: 0.0 for k in lm_decoders}
     t0 = time.perf_counter()
-    for batch, utts in tqdm(loader, desc="forward", leave=False, mininterval=2.0):
+    for batch, utts in tqdm(loader, desc="decode", leave=False, mininterval=2.0):
         batch = batch_to(batch, device)
         log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
@@ -120,13 +125,19 @@ def forward_set(model, loader, device, bf16: bool, keep_log_probs: bool
         decoded = greedy_decode(log_probs, out_lens)
         ends = torch.cumsum(batch.target_lens, 0).tolist()
         targets = batch.targets.tolist()
-        lp = log_probs.cpu().numpy() if keep_log_probs else None
+        lp = log_probs.float().cpu().numpy() if lm_decoders else None
         for i, utt in enumerate(utts):
             hyps[utt] = decoded[i]
             refs[utt] = targets[ends[i] - int(batch.target_lens[i]):ends[i]]
-            if lp is not None:
-                logps[utt] = np.ascontiguousarray(lp[i, : int(out_lens[i])])
-    return total / max(n, 1), hyps, refs, logps, time.perf_counter() - t0
+            if lp is None:
+                continue
+            utt_lp = np.ascontiguousarray(lp[i, : int(out_lens[i])])
+            for kind, decode in lm_decoders.items():
+                t1 = time.perf_counter()
+                words[kind][utt] = decode(utt_lp)
+                decode_s[kind] += time.perf_counter() - t1
+    forward_s = time.perf_counter() - t0 - sum(decode_s.values())
+    return total / max(n, 1), hyps, refs, words, forward_s, decode_s
 
 
 def audio_seconds(data_dir: Path, utts) -> float:
@@ -180,9 +191,21 @@ def main(argv=None) -> int:
     else:
         ckpt = Path(args.checkpoint) if Path(args.checkpoint).is_file() else exp / args.checkpoint
     load_model_state(model, load_checkpoint(ckpt), ckpt)
-    keep = wfst is not None or args.arpa is not None
-    loss, hyps, refs, logps, fwd_s = forward_set(model, make_loader(ds, None, args.batch_size, False),
-                                                 device, bool(cfg.get("bf16", False)), keep)
+    lm_decoders: Dict[str, Callable[[np.ndarray], List[str]]] = {}
+    lm_settings: Dict[str, Dict] = {}
+    if wfst is not None:
+        lm_decoders["wfst"] = wfst.decode
+        lm_settings["wfst"] = {"graph": str(args.graph), "beam": args.beam, "max_active": args.max_active,
+                               "acoustic_scale": args.acoustic_scale, "blank_skip": args.blank_skip}
+    if args.arpa:
+        from nasr.asr.beam_search import CtcPrefixBeamSearch
+
+        lm_decoders["beam"] = CtcPrefixBeamSearch(d["lang"], args.arpa, beam_size=args.beam_size,
+                                                  lm_weight=args.lm_weight, word_score=args.word_score,
+                                                  blank_skip_threshold=args.blank_skip).decode
+        lm_settings["beam"] = {"arpa": str(args.arpa), "beam_size": args.beam_size, "lm_weight": args.lm_weight}
+    loss, hyps, refs, lm_words, fwd_s, lm_secs = forward_set(
+        model, make_loader(ds, None, args.batch_size, False), device, bool(cfg.get("bf16", False)), lm_decoders)
     units = ds.tokenizer.units
     hyp_units = {u: " ".join(units.decode(h)) for u, h in hyps.items()}
     ref_units = {u: " ".join(units.decode(r)) for u, r in refs.items()}
@@ -202,29 +225,12 @@ def main(argv=None) -> int:
         hyp_text = {u: ds.tokenizer.detokenize(units.decode(h)) for u, h in hyps.items()}
         cer = write_score_files(out / "char", ref_text, hyp_text, unit="char", name=str(out))
         result.update(cer=cer.rate, cer_summary=(out / "char" / "summary").read_text().splitlines()[0])
-    if wfst is not None:
-        t0 = time.perf_counter()
-        words = {u: wfst.decode(logps[u]) for u in tqdm(sorted(logps), desc="wfst", leave=False, mininterval=2.0)}
-        secs = time.perf_counter() - t0
+    for kind, words in lm_words.items():  # wfst (TLG) and beam (prefix beam search + ARPA)
         hyp_text = {u: "".join(w) for u, w in words.items()}
-        st = write_score_files(out / "wfst", ref_text, hyp_text, unit="char", name=f"{out}/wfst")
-        result["wfst"] = {"cer": st.rate, "summary": (out / "wfst" / "summary").read_text().splitlines()[0],
-                          "graph": str(args.graph), "beam": args.beam, "max_active": args.max_active,
-                          "acoustic_scale": args.acoustic_scale, "blank_skip": args.blank_skip,
-                          "seconds": secs, "rtf": secs / audio_s if audio_s else None}
-    if args.arpa:
-        from nasr.asr.beam_search import CtcPrefixBeamSearch
-
-        dec = CtcPrefixBeamSearch(d["lang"], args.arpa, beam_size=args.beam_size, lm_weight=args.lm_weight,
-                                  word_score=args.word_score, blank_skip_threshold=args.blank_skip)
-        t0 = time.perf_counter()
-        words = {u: dec.decode(logps[u]) for u in tqdm(sorted(logps), desc="beam", leave=False, mininterval=2.0)}
-        secs = time.perf_counter() - t0
-        hyp_text = {u: "".join(w) for u, w in words.items()}
-        st = write_score_files(out / "beam", ref_text, hyp_text, unit="char", name=f"{out}/beam")
-        result["beam"] = {"cer": st.rate, "summary": (out / "beam" / "summary").read_text().splitlines()[0],
-                          "arpa": str(args.arpa), "beam_size": args.beam_size, "lm_weight": args.lm_weight,
-                          "seconds": secs, "rtf": secs / audio_s if audio_s else None}
+        st = write_score_files(out / kind, ref_text, hyp_text, unit="char", name=f"{out}/{kind}")
+        result[kind] = {"cer": st.rate, "summary": (out / kind / "summary").read_text().splitlines()[0],
+                        **lm_settings[kind], "seconds": lm_secs[kind],
+                        "rtf": lm_secs[kind] / audio_s if audio_s else None}
     train_json = exp / "train.json"
     if train_json.is_file():
         t = read_json(train_json)

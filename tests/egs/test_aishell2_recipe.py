@@ -162,3 +162,16 @@ def test_ddp_beside_bmuf(recipe, tmp_path):
     assert train["distributed"] == "ddp" and train["workers"] == 2
     assert (exp / "log/train.log").is_file() and (exp / "log/train.rank-1.log").is_file()
     assert "valid_loss" in train["history"][0]
+
+
+def test_wfst_and_prefix_beam_decode_in_one_pass(recipe):
+    # Both LM decoders run batch by batch inside the forward pass (no set-wide posteriors kept).
+    work, env, _, _ = recipe
+    proc = run([sys.executable, "-m", "nasr.bin.decode_ctc", "--exp-dir", "exp/train_dfsmn_san",
+                "--data", "data/test", "--name", "both", "--checkpoint", "avg-last-2.pt",
+                "--graph", "data/lang_char/graph", "--arpa", "data/lm/lm.arpa"], work, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((work / "exp/train_dfsmn_san/decode_both/results.json").read_text())
+    assert res["wfst"]["summary"].startswith("%CER ") and res["beam"]["summary"].startswith("%CER ")
+    assert res["wfst"]["seconds"] > 0 and res["beam"]["seconds"] > 0 and res["beam"]["arpa"] == "data/lm/lm.arpa"
+    assert (work / "exp/train_dfsmn_san/decode_both/beam/hyp").is_file()
