@@ -40,7 +40,7 @@ import kaldifst
 from nasr.asr.lexicon import Lexicon, read_lexicon
 from nasr.asr.ngram import BOS, EOS, UNK, NgramLM
 from nasr.asr.units import Units
-from nasr.utils.io import FormatError, atomic_write, write_json
+from nasr.utils.io import FormatError, write_json
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 from nasr.models.registry import build_model
 from nasr.train.checkpoint import load_checkpoint, load_model_state

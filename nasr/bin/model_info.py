@@ -22,7 +22,6 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import torch
 
 from nasr.utils.config import load_yaml
 from nasr.utils.io import FormatError

@@ -47,12 +47,9 @@ def plot_curves(exp_root: Path, out_png: Path) -> bool:
     runs = sorted(exp_root.glob("*/history.json"))
     if not runs:
         return False
-    import matplotlib
+    from nasr.utils.plot import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
     for path in runs:
         hist = read_json(path)
         name = path.parent.name
@@ -66,9 +63,7 @@ def plot_curves(exp_root: Path, out_png: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png)
     return True
 
 

@@ -103,14 +103,10 @@ def render(systems, top, baseline, search, title, note, set_name, png_name) -> s
 def plot_curves(top, baseline, search_steps, out_png: Path) -> bool:
     if not top and not baseline:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from nasr.tower.tower import tower_str
+    from nasr.utils.plot import pyplot, save_figure
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
     for c in top:
         if c.curve:
             ax.plot([p[0] for p in c.curve], [100 * p[1] for p in c.curve], marker="o", ms=3,
@@ -124,9 +120,7 @@ def plot_curves(top, baseline, search_steps, out_png: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_png)
     return True
 
 

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from nasr.utils.io import write_json
 from nasr.utils.report import collect_results, markdown_table, write_report
 
 NAMES = {"train_asrnet_a": "ASRNET-A", "train_asrnet_b": "ASRNET-B", "train_dfsmn_san": "DFSMN-SAN"}

@@ -11,7 +11,6 @@ e.g.: python -m nasr.bin.search --config conf/search_nas1.yaml --train-data data
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from itertools import cycle

@@ -17,7 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nasr.utils.io import FormatError

@@ -32,7 +32,6 @@ import argparse
 import logging
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from nasr.asr.ngram import EmptyTextError, map_oov, read_kaldi_text, train_ngram
 from nasr.asr.lexicon import read_lexicon

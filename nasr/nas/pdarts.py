@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Sequence
 
 import torch
 
@@ -147,15 +147,12 @@ def collapse_signs(model, genotype: Genotype) -> List[str]:
 def plot_health(history: Sequence[Mapping], path) -> None:
     """PNG of search health per epoch: alpha entropy per edge (normal, reduce), count of each op in
     the current genotype, validation loss; stage boundaries as vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nasr.utils.plot import pyplot, save_figure
 
     if not history:
         return
     x = list(range(1, len(history) + 1))
-    fig, axes = plt.subplots(4, 1, figsize=(9, 13), sharex=True)
+    fig, axes = pyplot().subplots(4, 1, figsize=(9, 13), sharex=True)
     for ax, cell in zip(axes[:2], ("normal", "reduce")):
         n_edges = len(history[0]["entropy"][cell])
         for e in range(n_edges):
@@ -177,12 +174,7 @@ def plot_health(history: Sequence[Mapping], path) -> None:
             for ax in axes:
                 ax.axvline(i + 0.5, color="grey", ls="--", lw=0.8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=80)
 
 
 BuildNetwork = Callable[[int, object, Dict[str, float]], torch.nn.Module]

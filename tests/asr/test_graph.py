@@ -1,6 +1,5 @@
 """TLG construction: disambiguation, CTC topology, OOV reporting, atomic output, unit fingerprint."""
 import kaldifst
-import numpy as np
 import pytest
 
 from nasr.asr.graph import (UnitMismatchError, add_lexicon_disambig, build_ctc_topo, check_units,

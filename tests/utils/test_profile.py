@@ -1,6 +1,5 @@
 """count_params / count_macs against hand-computed counts."""
 import pytest
-import torch
 from torch import nn
 
 from nasr.utils.profile import count_macs, count_params, format_count, profile
