@@ -132,3 +132,41 @@ def test_member_retrained_for_another_tower_never_keeps_the_old_weights(lid_sets
     info = ensemble.train_member(tmp_path, 1, ["proj_8"], hp, train_ds, valid_ds, names, **kw)
     (member, model), = ensemble.load_members(tmp_path)
     assert info["blocks"] == member["blocks"] == ["proj_8"] and "blocks.0.conv.weight" in model.state_dict()
+
+
+def test_search_goes_on_when_a_trainer_is_killed(lid_sets, tmp_path):
+    """Two trainer processes; one is killed (SIGKILL) mid-training.  The other marks its candidate
+    lost at its next claim and finishes the budget; nothing else is lost."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root, cfg, train, dev = lid_sets
+    exp = tmp_path / "search"
+    common = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(exp)]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    doomed = subprocess.Popen([sys.executable, "-m", "nasr.bin.tower_search", *common, "--trainer-id", "1",
+                               "--override", "search.train_steps=1000000", "--override", "tune.enabled=false"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (exp / "store.db").is_file():
+                with CandidateStore(exp / "store.db") as s:
+                    if s.counts().get("running"):
+                        break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the first trainer never claimed a candidate")
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(30)
+    finally:
+        doomed.kill()
+    assert tower_search.main(common + ["--trainer-id", "2", "--max-candidates", "3"]) == 0
+    with CandidateStore(exp / "store.db") as s:
+        cands = s.candidates()
+    assert [(c.trainer_id, c.status) for c in cands] == [("1", "lost"), ("2", "done"), ("2", "done"), ("2", "done")]
+    assert "process ended" in cands[0].error
