@@ -54,3 +54,12 @@ def test_synth_lid_recipe_end_to_end(tmp_path):
                            capture_output=True, text=True)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
     assert con.execute("SELECT COUNT(*) FROM tower_candidates").fetchone()[0] == 4
+    con.close()
+    # Stage 0 again with other corpus options: the corpus is made again, not silently reused
+    # (before, .done was a bare marker and --synth-utts was ignored).
+    before = len(list((work / "corpus/synth_lid").rglob("*.wav")))
+    proc3 = subprocess.run([c if c != "8" else "6" for c in cmd] + ["--stage", "0", "--stop-stage", "0"],
+                           cwd=work, env=env, capture_output=True, text=True)
+    assert proc3.returncode == 0, proc3.stderr[-3000:]
+    assert "making it again" in proc3.stdout + proc3.stderr
+    assert len(list((work / "corpus/synth_lid").rglob("*.wav"))) == before * 6 // 8
