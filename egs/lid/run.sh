@@ -24,7 +24,8 @@ train_set=data/train        # candidates are trained on train, ranked by their l
 valid_set=data/dev
 test_set=data/test
 config=conf/tower_b1.yaml   # search + ensemble config (block set B1)
-baseline_tower=conf/baseline_lstm.json
+baseline_towers=conf/baseline_lstm.json  # hand-designed towers trained and scored like the members
+                            # (space-separated; the first one is drawn in the report's plot)
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
 num_trainers=2              # L: trainer processes searching in parallel on one store
 store=                      # candidate store: an SQLite file (default: exp/search_<tag>/store.db, one
@@ -59,14 +60,16 @@ if $synth; then
   corpus_dir=corpus/synth_lid
   langs=$synth_langs
   [ -z "$profile" ] && profile=conf/synth.yaml
-  [ "$baseline_tower" = conf/baseline_lstm.json ] && baseline_tower=conf/baseline_lstm_small.json
+  # The paper's 5M-parameter LSTM scaled down, and one at about the searched tower's size.
+  [ "$baseline_towers" = conf/baseline_lstm.json ] && \
+    baseline_towers="conf/baseline_lstm_small.json conf/baseline_lstm_medium.json"
   [ -z "$time_budget" ] && time_budget=480
 fi
 profile_opt=${profile:+--profile $profile}
 tag=$(basename "$config" .yaml)            # tower_b1
 search_exp=exp/search_${tag#tower_}        # exp/search_b1
 ensemble_exp=exp/ensemble_${tag#tower_}
-baseline_exp=exp/baseline_$(basename "$baseline_tower" .json | sed 's/^baseline_//')
+baseline_exp() { echo "exp/baseline_$(basename "$1" .json | sed 's/^baseline_//')"; }  # conf/baseline_x.json -> exp/baseline_x
 [ -z "$store" ] && store=$search_exp/store.db
 
 . utils/stage.sh
@@ -118,18 +121,21 @@ if run_stage 3 "tower search ($num_trainers trainers on $store)"; then
   done_stage 3
 fi
 
-if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baseline $baseline_tower"; then
-  # The baseline trains beside the members: the job runner keeps the cores busy either way.
-  $train_cmd $baseline_exp/log/member.1.log \
-    python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$baseline_tower" \
-      --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$baseline_exp" --member 1 &
-  baseline_pid=$!
-  # If the members fail (set -e exits), the baseline must not keep writing into exp/ behind us.
-  trap 'kill $baseline_pid 2>/dev/null || true' EXIT
+if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baselines $baseline_towers"; then
+  # The baselines train beside the members: the job runner keeps the cores busy either way.
+  baseline_pids=
+  for b in $baseline_towers; do
+    $train_cmd $(baseline_exp "$b")/log/member.1.log \
+      python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$b" \
+        --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$(baseline_exp "$b")" --member 1 &
+    baseline_pids="$baseline_pids $!"
+  done
+  # If the members fail (set -e exits), the baselines must not keep writing into exp/ behind us.
+  trap 'kill $baseline_pids 2>/dev/null || true' EXIT
   $train_cmd JOB=1:$ensemble_members $ensemble_exp/log/member.JOB.log \
     python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --store "$store" \
       --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$ensemble_exp" --member JOB
-  wait $baseline_pid
+  for pid in $baseline_pids; do wait "$pid"; done
   trap - EXIT
   done_stage 4
 fi
@@ -138,15 +144,17 @@ if run_stage 5 "evaluate (accuracy, Cavg, EER, confusion)"; then
   members=$(seq -s, 1 "$ensemble_members")
   python -m nasr.bin.tower_ensemble evaluate --exp-dir "$ensemble_exp" --data "$test_set" --name test \
     --num-members "$members"
-  python -m nasr.bin.tower_ensemble evaluate --exp-dir "$baseline_exp" --data "$test_set" --name test \
-    --num-members 1
+  for b in $baseline_towers; do
+    python -m nasr.bin.tower_ensemble evaluate --exp-dir "$(baseline_exp "$b")" --data "$test_set" --name test \
+      --num-members 1
+  done
   done_stage 5
 fi
 
 if run_stage 6 "report"; then
   note="Command: \`cd egs/lid && ./run.sh $( $synth && echo '--synth true' || echo "--langs \"$langs\"")\`"
   python -m nasr.bin.report_lid --exp-root exp --set test --search-dir "$search_exp" --store "$store" \
-    --baseline "$baseline_exp" --out RESULTS.md \
+    --baseline "$(baseline_exp ${baseline_towers%% *})" --out RESULTS.md \
     --title "Language identification: tower search ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"
   done_stage 6

@@ -43,7 +43,7 @@ def test_synth_lid_recipe_end_to_end(tmp_path):
         assert "Ended (code 0)" in (work / f"exp/search_b1/log/trainer.{job}.log").read_text()
     results = json.loads((work / "exp/results.json").read_text())
     got = {(r["system"], r["p"]) for r in results["systems"]}
-    assert got == {("ensemble_b1", 1), ("ensemble_b1", 2), ("baseline_lstm_small", 1)}
+    assert got == {("ensemble_b1", 1), ("ensemble_b1", 2), ("baseline_lstm_small", 1), ("baseline_lstm_medium", 1)}
     table = (work / "RESULTS.md").read_text()
     for r in results["systems"]:
         assert f"{100 * r['acc']:.2f}" in table
