@@ -3,9 +3,9 @@ for every candidate, and learns from the candidate's validation loss.
 
 The study lives in the candidate store's database (Optuna's own tables beside the store's: the same
 SQLite file, or the same server database), so every trainer shares one posterior and a restarted
-trainer picks it up.  Because one study sees
-different towers, the architecture is noise to TPE: it learns settings that suit the towers the
-search visits, as the paper runs tuning in parallel to the search.
+trainer picks it up.  Because one study sees different towers, the architecture is noise to TPE:
+it learns settings that suit the towers the search visits, as the paper runs tuning in parallel to
+the search.
 
 Config (the `tune:` section):
     enabled: true
