@@ -133,21 +133,53 @@ def candidate_checkpoint(exp_dir, cand_id: int) -> Path:
     return Path(exp_dir) / "candidates" / f"cand-{cand_id}.pt"
 
 
+def train_candidate(store: CandidateStore, cand: Candidate, hp: Dict, train_ds, valid_ds,
+                    class_names: List[str], exp_dir, *, steps: int, eval_every: int, seed: int) -> Dict[str, float]:
+    """Algorithm 1, lines 5-7 for one claimed candidate: TRANSFER the parent's shared prefix, TRAIN,
+    EVAL; the checkpoint is saved and the result recorded in the store.  Returns the EVAL result."""
+    from nasr.train.checkpoint import load_checkpoint, save_checkpoint
+
+    t0 = time.time()
+    input_dim, num_classes = int(train_ds[0][0].shape[-1]), len(class_names)
+    torch.manual_seed(seed * 7919 + cand.id)
+    model = TowerNet(cand.blocks, input_dim, num_classes, dropout=float(hp["dropout"]))
+    copied = 0
+    if cand.parent_id is not None:
+        parent = store.get(cand.parent_id)
+        if parent.checkpoint and Path(parent.checkpoint).is_file():
+            copied = transfer(load_checkpoint(parent.checkpoint)["model"], parent.blocks, model)
+        else:
+            log.warning("candidate %d: parent %d has no checkpoint; training from scratch", cand.id, cand.parent_id)
+    log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f batch %d",
+             cand.trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied, hp["lr"], hp["dropout"],
+             hp["batch_size"])
+    curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
+                                batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id, eval_every=eval_every,
+                                grad_clip=float(hp.get("grad_clip", 5.0)),
+                                weight_decay=float(hp.get("weight_decay", 0.0)), progress=f"cand {cand.id}")
+    ckpt = candidate_checkpoint(exp_dir, cand.id)
+    save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
+                           "num_classes": num_classes, "class_names": class_names, "hparams": hp})
+    store.finish(cand.id, loss=result["loss"], acc=result["acc"],
+                 params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
+                 checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
+    log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", cand.trainer_id, cand.id, result["loss"],
+             result["acc"], time.time() - t0)
+    return result
+
+
 def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid_ds, class_names: List[str],
                 exp_dir, trainer_id: str, train_cfg: Dict, *, steps: int, eval_every: int, seed: int = 0,
                 max_candidates: Optional[int] = None, time_budget: Optional[float] = None,
                 tuner=None) -> int:
     """Algorithm 1 until the store's candidate budget or this trainer's time budget is spent.
     Returns the number of candidates this trainer evaluated."""
-    from nasr.train.checkpoint import load_checkpoint, save_checkpoint
-
     lost = store.mark_lost(trainer_id)
     if lost:
         log.warning("trainer %s: %d candidate(s) it was training when it stopped are marked lost", trainer_id, lost)
     # Reproducible from the config's seed; the store's size tells a restarted trainer apart from its
     # first start, so it does not replay the same mutations.
     rng = random.Random(f"{seed}-{trainer_id}-{sum(store.counts().values())}")
-    input_dim, num_classes = int(train_ds[0][0].shape[-1]), len(class_names)
     start, evaluated = time.time(), 0
     while time_budget is None or time.time() - start < time_budget:
         def propose(done, running):
@@ -166,43 +198,19 @@ def run_trainer(store: CandidateStore, settings: SearchSettings, train_ds, valid
             trial, suggested = tuner.ask(cand.id, cand.blocks)
             hp.update(suggested)
             store.update_hparams(cand.id, hp)
-        t0 = time.time()
         # The heartbeat tells the other trainers (any machine) that this candidate is still alive.
         with store.keep_alive(cand.id):
             try:
-                torch.manual_seed(seed * 7919 + cand.id)
-                model = TowerNet(cand.blocks, input_dim, num_classes, dropout=float(hp["dropout"]))
-                copied = 0
-                if cand.parent_id is not None:
-                    parent = store.get(cand.parent_id)
-                    if parent.checkpoint and Path(parent.checkpoint).is_file():
-                        copied = transfer(load_checkpoint(parent.checkpoint)["model"], parent.blocks, model)
-                    else:
-                        log.warning("candidate %d: parent %d has no checkpoint; training from scratch",
-                                    cand.id, cand.parent_id)
-                log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f "
-                         "batch %d", trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied,
-                         hp["lr"], hp["dropout"], hp["batch_size"])
-                curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
-                                            batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id,
-                                            eval_every=eval_every, grad_clip=float(hp.get("grad_clip", 5.0)),
-                                            weight_decay=float(hp.get("weight_decay", 0.0)),
-                                            progress=f"cand {cand.id}")
-                ckpt = candidate_checkpoint(exp_dir, cand.id)
-                save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
-                                       "num_classes": num_classes, "class_names": class_names, "hparams": hp})
-                store.finish(cand.id, loss=result["loss"], acc=result["acc"],
-                             params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
-                             checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
-                if tuner is not None:
-                    tuner.tell(trial, result["loss"])
-                evaluated += 1
-                log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", trainer_id, cand.id,
-                         result["loss"], result["acc"], time.time() - t0)
+                result = train_candidate(store, cand, hp, train_ds, valid_ds, class_names, exp_dir, steps=steps,
+                                         eval_every=eval_every, seed=seed)
             except Exception as e:  # noqa: BLE001
                 # A diverging or broken candidate is recorded (never left `running`) and the search goes on.
                 log.warning("trainer %s: candidate %d failed: %s", trainer_id, cand.id, e)
                 store.fail(cand.id, f"{type(e).__name__}: {e}")
                 if tuner is not None:
                     tuner.tell(trial, None)
+                continue
+        if tuner is not None:
+            tuner.tell(trial, result["loss"])
+        evaluated += 1
     return evaluated
