@@ -8,9 +8,13 @@ Algorithm 2 (MUTATE) on the candidates C:
     if |a| < floor(|C| / M) and |a| < K:  b <- a + [random block]       (grow)
     else:                                 b <- a with one random block replaced by a random block
 With C empty the first tower is one random block.  M (default 5) is the exploration needed per depth:
-a tower of depth k grows only once C holds (k + 1) * M candidates.  A mutation that repeats a tower
-already in A (evaluated, or being trained by another trainer) is redrawn, up to `max_tries` times,
-so parallel trainers spread out instead of training the same tower twice.
+a tower of depth k grows only once C holds (k + 1) * M candidates.  A mutation never repeats a tower
+already in A (evaluated, or being trained by another trainer) while an untried one is in reach: the
+draw is uniform over the untried towers of the chosen branch (the paper's draw, conditioned on being
+new), then of the other branch (a replace when every extension of a is taken, a grow below K when every
+replacement is); only when a's whole neighbourhood is taken is a tower trained again.  Without this,
+a best tower that stays best keeps growing into the same |B| children (the synthetic LID run trained
+one two-block tower 4 times in 30 candidates).
 """
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ class SearchSettings:
     block_set: List[str]
     max_blocks: int = 4          # K
     explore_m: int = 5           # M
-    max_tries: int = 20
 
 
 def select_candidates(done: Sequence[Candidate]) -> List[Candidate]:
@@ -51,24 +54,28 @@ def mutate(candidates: Sequence[Candidate], settings: SearchSettings, rng: rando
            taken: Sequence[Sequence[str]] = ()) -> Tuple[Optional[Candidate], List[str], str]:
     """MUTATE(C) -> (a or None, b, "init" | "grow" | "replace"); `taken`: towers not to repeat."""
     taken_set = {tuple(t) for t in taken}
+
+    def draw(towers: List[List[str]]) -> Optional[List[str]]:
+        new = [t for t in towers if tuple(t) not in taken_set]
+        return rng.choice(new) if new else None
+
+    blocks = settings.block_set
     if not candidates:
-        b: List[str] = []
-        for _ in range(settings.max_tries):
-            b = [rng.choice(settings.block_set)]
-            if tuple(b) not in taken_set:
-                break
-        return None, b, "init"
+        singles = [[u] for u in blocks]
+        return None, draw(singles) or rng.choice(singles), "init"
     a = min(candidates, key=lambda c: (c.loss, c.id))
-    grow = len(a.blocks) < len(candidates) // settings.explore_m and len(a.blocks) < settings.max_blocks
-    for _ in range(settings.max_tries):
-        if grow:
-            b = list(a.blocks) + [rng.choice(settings.block_set)]
-        else:
-            b = list(a.blocks)
-            b[rng.randrange(len(b))] = rng.choice(settings.block_set)
-        if tuple(b) not in taken_set:
-            break
-    return a, b, "grow" if grow else "replace"
+    depth = len(a.blocks)
+    grown = [list(a.blocks) + [u] for u in blocks] if depth < settings.max_blocks else []
+    replaced = [a.blocks[:i] + [u] + a.blocks[i + 1:] for i in range(depth) for u in blocks if u != a.blocks[i]]
+    grow = depth < len(candidates) // settings.explore_m and depth < settings.max_blocks
+    branches = [("grow", grown), ("replace", replaced)] if grow else [("replace", replaced), ("grow", grown)]
+    for how, towers in branches:
+        b = draw(towers)
+        if b is not None:
+            return a, b, how
+    # a's whole neighbourhood is taken: train one of the chosen branch again (new seed, new hparams).
+    how, towers = branches[0] if branches[0][1] else branches[1]
+    return a, rng.choice(towers) if towers else list(a.blocks), how
 
 
 # --- TRAIN and EVAL ---------------------------------------------------------------------------

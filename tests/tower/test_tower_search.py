@@ -45,6 +45,43 @@ def test_mutation_avoids_towers_already_taken():
         assert b == ["svdf_8_4"]
 
 
+def test_grow_falls_back_to_replace_when_every_extension_is_taken():
+    # The best tower stays best and may grow, but each of its |B| extensions was trained already:
+    # an untried replacement is trained instead of an extension again.
+    s = SearchSettings(BLOCKS, max_blocks=3, explore_m=1)
+    c = cands((["rnn_8"], 1.0), *[(["rnn_8", u], 2.0) for u in BLOCKS])
+    for seed in range(10):
+        a, b, how = mutate(c, s, random.Random(seed), [x.blocks for x in c])
+        assert a.blocks == ["rnn_8"] and how == "replace"
+        assert len(b) == 1 and b[0] in BLOCKS and b != ["rnn_8"]
+
+
+def test_replace_falls_back_to_grow_when_every_replacement_is_taken():
+    s = SearchSettings(BLOCKS, max_blocks=2, explore_m=5)
+    c = cands((["rnn_8"], 1.0), *[([u], 2.0) for u in BLOCKS[1:]])   # |C| = 4: not yet time to grow
+    a, b, how = mutate(c, s, random.Random(0), [x.blocks for x in c])
+    assert how == "grow" and b[0] == "rnn_8" and len(b) == 2
+
+
+def test_whole_neighbourhood_taken_trains_a_tower_again():
+    s = SearchSettings(BLOCKS, max_blocks=1, explore_m=1)
+    c = cands(*[([u], float(i)) for i, u in enumerate(BLOCKS)])
+    a, b, how = mutate(c, s, random.Random(0), [x.blocks for x in c])
+    assert a.blocks == [BLOCKS[0]] and how == "replace" and len(b) == 1 and b != a.blocks
+
+
+def test_search_trains_no_tower_twice_while_untried_ones_are_in_reach():
+    # One tower stays the best (the synthetic LID run's case): 30 candidates, 10 blocks, K=3, M=3.
+    blocks = [f"rnn_{k}" for k in range(8, 18)]
+    s = SearchSettings(blocks, max_blocks=3, explore_m=3)
+    rng, done = random.Random(1), []
+    for i in range(30):
+        a, b, how = mutate(done, s, rng, [x.blocks for x in done])
+        assert b not in [x.blocks for x in done], (i, b, how)
+        loss = 0.5 if b == ["rnn_12"] else 1.0 + 0.01 * i
+        done.append(Candidate(id=i + 1, blocks=b, status="done", trainer_id="1", loss=loss))
+
+
 def test_select_skips_unevaluated():
     c = cands((["rnn_8"], 1.0)) + [Candidate(id=9, blocks=["x"], status="failed", trainer_id="1")]
     assert [x.id for x in select_candidates(c)] == [1]
