@@ -13,8 +13,9 @@ gets the same number of batches). `bmuf` (Chen & Huo 2016, nasr.train.bmuf) lets
 `bmuf.block_size` local SGD steps, then all-reduces the parameters and applies the block momentum
 and block learning rate (Nesterov optional); the config's `bmuf:` section sets them. `ddp`
 all-reduces gradients every step (torch's DistributedDataParallel), for comparison. `none` is one
-process. Rank 0 alone validates, logs to log/train.log and writes checkpoints (BMUF's global model,
-not a worker's); the others log to log/train.rank-R.log. A worker that dies ends the whole job
+process. Every worker validates its share of the dev set (sums all-reduced); rank 0 logs to
+log/train.log and writes checkpoints (BMUF's global model, not a worker's); the others log to
+log/train.rank-R.log. A worker that dies ends the whole job
 with an error naming it, within `dist_timeout_s`; the newest epoch-N.pt then resumes with --resume
 (on any number of workers).
 
@@ -29,6 +30,7 @@ e.g.: python -m nasr.bin.train_ctc --config conf/train_asrnet_b.yaml --train-dat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import sys
@@ -41,7 +43,7 @@ from nasr.data.asr_dataset import AsrDataset
 from nasr.models.registry import build_model
 from nasr.nas.ops import count_parameters
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
-from nasr.train.ctc import evaluate_ctc, input_dims, make_loader, train_ctc_epoch, unit_error_rate
+from nasr.train.ctc import input_dims, train_ctc_epoch, validate_ctc
 from nasr.train import distributed as dist_util
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
@@ -171,7 +173,7 @@ def train(args, argv) -> int:
     bf16 = bool(cfg["bf16"])
     train_ds = AsrDataset(args.train_data, args.lang, max_frames=cfg["max_frames"])
     valid_ds = (AsrDataset(args.valid_data, args.lang, max_frames=None, return_utt=True)
-                if args.valid_data and main_rank else None)
+                if args.valid_data else None)
     c_in, feat_dim = input_dims(train_ds)
     cfg["data"] = {"in_channels": c_in, "feat_dim": feat_dim, "num_units": train_ds.num_units,
                    "lang": str(args.lang), "train": str(args.train_data)}
@@ -217,16 +219,16 @@ def train(args, argv) -> int:
         sched.step()
         train_seconds += tr["seconds"]
         rec = {"epoch": epoch, "lr": lr, "train_loss": tr["loss"], "wait_fraction": tr["wait_fraction"]}
+        if valid_ds is not None:
+            # Every worker scores its share of the dev set with the model rank 0 checkpoints:
+            # the global model W under BMUF, and rank 0's BatchNorm statistics.
+            with (bmuf.global_params_in_model() if bmuf is not None else contextlib.nullcontext(model)) as m:
+                dist_util.broadcast_buffers(m)
+                with dist_util.guard_collective(f"epoch {epoch} validation"):
+                    ev = validate_ctc(m, valid_ds, device, bf16, cfg["num_workers"], ctx.rank, ctx.world_size)
+            rec.update(valid_loss=ev["loss"], valid_ter=ev["ter"])
         if main_rank:
             state = bmuf.global_state_dict() if bmuf is not None else model.state_dict()
-            if valid_ds is not None:
-                vl = make_loader(valid_ds, None, 8, False, 0, 0, cfg["num_workers"])
-                if bmuf is not None:
-                    with bmuf.global_params_in_model() as m:
-                        ev, hyps, refs = evaluate_ctc(m, vl, device, bf16)
-                else:
-                    ev, hyps, refs = evaluate_ctc(model, vl, device, bf16)
-                rec.update(valid_loss=ev["loss"], valid_ter=unit_error_rate(hyps, refs))
             history.append(rec)
             log.info("epoch %d: lr %.5f train loss %.4f (rank 0; data wait %.1f%%)%s | %.1f s", epoch, lr,
                      tr["loss"], 100 * tr["wait_fraction"],
@@ -243,7 +245,7 @@ def train(args, argv) -> int:
                 (exp / "best.pt.tmp").replace(exp / "best.pt")
         else:
             history.append(rec)
-        # Workers wait while rank 0 validates and writes; nobody runs ahead into the next epoch's
+        # Workers wait while rank 0 writes; nobody runs ahead into the next epoch's
         # collectives with a checkpoint half-written.
         dist_util.barrier(f"end of epoch {epoch}")
     if main_rank:

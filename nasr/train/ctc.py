@@ -167,14 +167,30 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     return {"loss": total / max(n, 1), "utts": int(n)}, hyps, refs
 
 
-def unit_error_rate(hyps: Dict[str, List[int]], refs: Dict[str, List[int]]) -> float:
-    """Token error rate (S+D+I)/N over unit ids, for per-epoch logging."""
+def validate_ctc(model, dataset, device, bf16: bool = False, num_workers: int = 0, rank: int = 0,
+                 world_size: int = 1, batch_size: int = 8) -> Dict[str, float]:
+    """Dev loss and token error rate over `dataset` (an AsrDataset with return_utt=True).
+
+    With several workers each scores every `world_size`-th utterance and the sums are all-reduced,
+    so the set is scored in 1/world_size of the time and every worker returns the whole set's
+    figures (one worker alone would keep the others waiting at the epoch's barrier).  Every worker
+    must hold the same model.  Returns {"loss", "ter", "utts"}."""
     from nasr.asr.scoring import edit_stats
 
-    keys = sorted(refs)
-    stats = edit_stats([refs[k] for k in keys], [hyps.get(k, []) for k in keys])
-    return stats.rate / 100.0
+    indices = list(range(rank, len(dataset), world_size))
+    loss_sum = errors = tokens = 0.0
+    if indices:
+        ev, hyps, refs = evaluate_ctc(model, make_loader(dataset, indices, batch_size, False, 0, 0, num_workers),
+                                      device, bf16)
+        keys = sorted(refs)
+        stats = edit_stats([refs[k] for k in keys], [hyps.get(k, []) for k in keys])
+        loss_sum, errors, tokens = ev["loss"] * ev["utts"], stats.errors, stats.ref_tokens
+    sums = torch.tensor([loss_sum, len(indices), errors, tokens], dtype=torch.float64, device=device)
+    if world_size > 1:
+        torch.distributed.all_reduce(sums)
+    loss_sum, utts, errors, tokens = sums.tolist()
+    return {"loss": loss_sum / max(utts, 1.0), "ter": errors / max(tokens, 1.0), "utts": int(utts)}
 
 
 __all__ = ["NUM_REDUCTIONS", "output_lengths", "model_output_lengths", "network_log_probs", "ctc_loss", "batch_to",
-           "batch_ctc_loss", "input_dims", "make_loader", "train_ctc_epoch", "evaluate_ctc", "unit_error_rate"]
+           "batch_ctc_loss", "input_dims", "make_loader", "train_ctc_epoch", "evaluate_ctc", "validate_ctc"]

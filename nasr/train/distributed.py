@@ -181,6 +181,17 @@ def barrier(what: str = "barrier") -> None:
             dist.barrier()
 
 
+def broadcast_buffers(model: torch.nn.Module, src: int = 0) -> None:
+    """Give every worker rank `src`'s buffers (BatchNorm running statistics): BMUF averages only
+    parameters and DDP re-broadcasts buffers only at the next forward, so before the workers score
+    one model together (sharded validation) their buffers must be made equal to the checkpoint's."""
+    if get_world_size() == 1:
+        return
+    with guard_collective("buffer broadcast"), torch.no_grad():
+        for b in model.buffers():
+            dist.broadcast(b, src)
+
+
 def cleanup(wait_for_others: bool = True, leave_timeout_s: float = 30.0) -> None:
     """Leave the process group (safe to call when none was joined).
 

@@ -73,6 +73,39 @@ def test_every_stage_and_the_report(recipe):
         assert f"{r['wfst']['cer']:.2f}" in table
 
 
+def single_process_validation(work, exp, epoch):
+    """Score epoch-N.pt on data/dev in this one process, as the sharded validation should have."""
+    import torch
+
+    from nasr.bin.train_ctc import build_ctc_model
+    from nasr.data.asr_dataset import AsrDataset
+    from nasr.train.checkpoint import load_checkpoint
+    from nasr.train.ctc import validate_ctc
+
+    st = load_checkpoint(exp / f"epoch-{epoch}.pt")
+    cfg, d = st["config"], st["config"]["data"]
+    if not Path(cfg["model"].get("genotype") or ".").is_absolute() and cfg["model"].get("genotype"):
+        cfg["model"]["genotype"] = str(work / cfg["model"]["genotype"])
+    model = build_ctc_model(cfg, d["in_channels"], d["feat_dim"], d["num_units"])
+    model.load_state_dict(st["model"])
+    dev = AsrDataset(work / "data/dev", work / "data/lang_char", max_frames=None, return_utt=True)
+    return validate_ctc(model, dev, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("net", ["asrnet_b", "dfsmn_san"])
+def test_sharded_validation_scores_the_checkpointed_model(recipe, net):
+    # Both BMUF workers score half the dev set each; the all-reduced figures must be those of the
+    # checkpoint (global model W and rank 0's BatchNorm statistics) scored by one process.
+    work, _, _, _ = recipe
+    exp = work / f"exp/train_{net}"
+    train = json.loads((exp / "train.json").read_text())
+    last = train["history"][-1]
+    ref = single_process_validation(work, exp, last["epoch"])
+    assert ref["utts"] == len((work / "data/dev/utt2spk").read_text().splitlines())
+    assert last["valid_loss"] == pytest.approx(ref["loss"], rel=1e-4)
+    assert last["valid_ter"] == pytest.approx(ref["ter"], abs=1e-9)
+
+
 def test_genotype_from_another_op_space_is_refused(recipe):
     work, env, cmd, _ = recipe
     darts = RECIPE / "conf/synth_genotypes/pdarts_darts/genotype.json"
@@ -148,13 +181,15 @@ def test_killed_worker_stops_the_job_and_the_checkpoint_resumes(recipe, tmp_path
 
 
 def test_ddp_beside_bmuf(recipe, tmp_path):
-    """--distributed ddp: gradient all-reduce every step on 2 gloo processes, rank 0 writes."""
+    """--distributed ddp: gradient all-reduce every step on 2 gloo processes, rank 0 writes.
+    ASRNET-B has BatchNorm: DDP leaves each worker its own running statistics after the last step."""
     work, env, _, _ = recipe
     prof = tmp_path / "one.yaml"
     prof.write_text(TINY.replace("epochs: 2", "epochs: 1"))
     exp = tmp_path / "exp_ddp"
     proc = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "nasr.bin.train_ctc", "--config", "conf/train_dfsmn_san.yaml", "--profile", str(prof),
+                "-m", "nasr.bin.train_ctc", "--config", "conf/train_asrnet_b.yaml", "--profile", str(prof),
+                "--genotype", "conf/synth_genotypes/pdarts_asr_revised/genotype.json",
                 "--train-data", "data/train", "--valid-data", "data/dev", "--lang", "data/lang_char",
                 "--exp-dir", str(exp), "--device", "cpu", "--distributed", "ddp"], work, env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -162,6 +197,9 @@ def test_ddp_beside_bmuf(recipe, tmp_path):
     assert train["distributed"] == "ddp" and train["workers"] == 2
     assert (exp / "log/train.log").is_file() and (exp / "log/train.rank-1.log").is_file()
     assert "valid_loss" in train["history"][0]
+    ref = single_process_validation(work, exp, 1)
+    assert train["history"][0]["valid_loss"] == pytest.approx(ref["loss"], rel=1e-4)
+    assert train["history"][0]["valid_ter"] == pytest.approx(ref["ter"], abs=1e-9)
 
 
 def test_wfst_and_prefix_beam_decode_in_one_pass(recipe):
