@@ -63,7 +63,7 @@ if $synth; then
   # The paper's 5M-parameter LSTM scaled down, and one at about the searched tower's size.
   [ "$baseline_towers" = conf/baseline_lstm.json ] && \
     baseline_towers="conf/baseline_lstm_small.json conf/baseline_lstm_medium.json"
-  [ -z "$time_budget" ] && time_budget=480
+  [ -z "$time_budget" ] && time_budget=600
 fi
 profile_opt=${profile:+--profile $profile}
 tag=$(basename "$config" .yaml)            # tower_b1

@@ -34,7 +34,9 @@ DEFAULTS: Dict = {
     "search": {"max_blocks": 4, "explore_m": 5, "train_steps": 2000, "eval_every": 200,
                "max_candidates": None, "max_train_utts": None, "max_valid_utts": None,
                "lease_s": 300.0},        # a running candidate without a heartbeat this long is lost
-    "train": {"lr": 1.0e-3, "dropout": 0.3, "batch_size": 32, "grad_clip": 5.0, "weight_decay": 0.0},
+    # lr_decay x lr_decay_times: the paper's staircase schedule (nasr.tower.search.staircase_lr)
+    "train": {"lr": 1.0e-3, "dropout": 0.3, "batch_size": 32, "grad_clip": 5.0, "weight_decay": 0.0,
+              "lr_decay": 0.86156, "lr_decay_times": 4},
     "tune": {"enabled": False},
     "ensemble": {"members": 3, "train_steps": 4000, "eval_every": 400},
 }

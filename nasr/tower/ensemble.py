@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from nasr.tower.search import predict, train_steps
+from nasr.tower.search import predict, train_kwargs, train_steps
 from nasr.tower.store import Candidate, CandidateStore, StoreError
 from nasr.tower.tower import TowerNet, tower_params
 from nasr.utils.io import read_json, write_json
@@ -61,11 +61,8 @@ def train_member(exp_dir, member: int, blocks: Sequence[str], hparams: Dict, tra
     input_dim = int(train_ds[0][0].shape[-1])
     model = TowerNet(blocks, input_dim, len(class_names), dropout=float(hparams["dropout"]))
     t0 = time.time()
-    curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hparams["lr"]),
-                                batch_size=int(hparams["batch_size"]), seed=s, eval_every=eval_every,
-                                grad_clip=float(hparams.get("grad_clip", 5.0)),
-                                weight_decay=float(hparams.get("weight_decay", 0.0)),
-                                progress=f"member {member}")
+    curve, result = train_steps(model, train_ds, valid_ds, steps=steps, seed=s, eval_every=eval_every,
+                                progress=f"member {member}", **train_kwargs(hparams))
     info = {"member": member, "blocks": list(blocks), "hparams": dict(hparams), "seed": s, "steps": steps,
             "input_dim": input_dim, "class_names": list(class_names),
             "params": tower_params(blocks, input_dim, len(class_names)), "curve": curve,

@@ -99,11 +99,30 @@ def evaluate(model: nn.Module, ds, batch_size: int = 64) -> Dict[str, float]:
     return {"loss": float(loss), "acc": float((logits.argmax(1) == labels).mean())}
 
 
+def staircase_lr(step: int, steps: int, lr: float, decay: float, times: int) -> float:
+    """The paper's schedule (Sec. 3, footnote: "exponential decay 0.86156; number of times applying
+    step decay 4"): lr is multiplied by `decay` `times` times, at steps/(times+1), 2*steps/(times+1),
+    ..., so the last stretch of training runs at lr * decay**times.  `step` counts from 1."""
+    if times <= 0 or decay == 1.0:
+        return lr
+    return lr * decay ** min(times, (step - 1) * (times + 1) // steps)
+
+
+def train_kwargs(hp: Dict) -> Dict:
+    """train_steps' optimiser settings from a candidate's or member's hyperparameters (the config's
+    train: section, with TPE's suggestions in place)."""
+    return {"lr": float(hp["lr"]), "batch_size": int(hp["batch_size"]),
+            "grad_clip": float(hp.get("grad_clip", 5.0)), "weight_decay": float(hp.get("weight_decay", 0.0)),
+            "lr_decay": float(hp.get("lr_decay", 1.0)), "lr_decay_times": int(hp.get("lr_decay_times", 0))}
+
+
 def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, batch_size: int, seed: int,
-                eval_every: int, grad_clip: float = 5.0, weight_decay: float = 0.0,
+                eval_every: int, grad_clip: float = 5.0, weight_decay: float = 0.0, lr_decay: float = 1.0,
+                lr_decay_times: int = 0,
                 progress: Optional[str] = None) -> Tuple[List[List[float]], Dict[str, float]]:
-    """TRAIN for `steps` Adam steps (the paper counts steps, not epochs), evaluating every
-    `eval_every` steps.  Returns the curve [[step, valid acc, valid loss], ...] and the final EVAL."""
+    """TRAIN for `steps` Adam steps (the paper counts steps, not epochs) on the staircase schedule,
+    evaluating every `eval_every` steps.  Returns the curve [[step, valid acc, valid loss], ...] and
+    the final EVAL."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -115,6 +134,8 @@ def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, 
                mininterval=5 if sys.stderr.isatty() else 120)
     result = {"loss": float("nan"), "acc": 0.0}
     for step in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = staircase_lr(step, steps, lr, lr_decay, lr_decay_times)
         model.train()
         _, (x, lengths, y, _) = next(batches)
         loss = nn.functional.cross_entropy(model(x, lengths), y)
@@ -160,10 +181,8 @@ def train_candidate(store: CandidateStore, cand: Candidate, hp: Dict, train_ds, 
     log.info("trainer %s: candidate %d %s (%s of %s, %d block(s) transferred) lr %.2g dropout %.2f batch %d",
              cand.trainer_id, cand.id, cand.blocks, cand.mutation, cand.parent_id, copied, hp["lr"], hp["dropout"],
              hp["batch_size"])
-    curve, result = train_steps(model, train_ds, valid_ds, steps=steps, lr=float(hp["lr"]),
-                                batch_size=int(hp["batch_size"]), seed=seed * 7919 + cand.id, eval_every=eval_every,
-                                grad_clip=float(hp.get("grad_clip", 5.0)),
-                                weight_decay=float(hp.get("weight_decay", 0.0)), progress=f"cand {cand.id}")
+    curve, result = train_steps(model, train_ds, valid_ds, steps=steps, seed=seed * 7919 + cand.id,
+                                eval_every=eval_every, progress=f"cand {cand.id}", **train_kwargs(hp))
     ckpt = candidate_checkpoint(exp_dir, cand.id)
     save_checkpoint(ckpt, {"model": model.state_dict(), "blocks": cand.blocks, "input_dim": input_dim,
                            "num_classes": num_classes, "class_names": class_names, "hparams": hp})

@@ -1,6 +1,8 @@
 import random
 
-from nasr.tower.search import SearchSettings, mutate, select_candidates
+import pytest
+
+from nasr.tower.search import SearchSettings, mutate, select_candidates, staircase_lr, train_kwargs
 from nasr.tower.store import Candidate
 
 BLOCKS = ["rnn_8", "lstm_8", "proj_8", "svdf_8_4"]
@@ -85,3 +87,18 @@ def test_search_trains_no_tower_twice_while_untried_ones_are_in_reach():
 def test_select_skips_unevaluated():
     c = cands((["rnn_8"], 1.0)) + [Candidate(id=9, blocks=["x"], status="failed", trainer_id="1")]
     assert [x.id for x in select_candidates(c)] == [1]
+
+
+def test_staircase_lr_decays_times_times_over_the_steps():
+    # 1000 steps, 4 decays: at steps 201, 401, 601, 801; the last stretch runs at lr * 0.5**4.
+    lrs = [staircase_lr(t, 1000, 1.0, 0.5, 4) for t in range(1, 1001)]
+    assert lrs[0] == lrs[199] == 1.0 and lrs[200] == 0.5
+    assert sorted(set(lrs), reverse=True) == [1.0, 0.5, 0.25, 0.125, 0.0625]
+    assert lrs[-1] == 0.0625 and lrs.index(0.0625) == 800
+    assert staircase_lr(500, 1000, 3e-3, 0.86156, 0) == 3e-3
+
+
+def test_train_kwargs_take_the_schedule_from_the_hyperparameters():
+    kw = train_kwargs({"lr": 1e-3, "batch_size": 20, "dropout": 0.3, "lr_decay": 0.86156, "lr_decay_times": 4})
+    assert kw["lr_decay"] == pytest.approx(0.86156) and kw["lr_decay_times"] == 4 and kw["batch_size"] == 20
+    assert train_kwargs({"lr": 1e-3, "batch_size": 20})["lr_decay_times"] == 0   # a store of an older search
