@@ -182,9 +182,9 @@ def barrier(what: str = "barrier") -> None:
 
 
 def broadcast_buffers(model: torch.nn.Module, src: int = 0) -> None:
-    """Give every worker rank `src`'s buffers (BatchNorm running statistics): BMUF averages only
-    parameters and DDP re-broadcasts buffers only at the next forward, so before the workers score
-    one model together (sharded validation) their buffers must be made equal to the checkpoint's."""
+    """Give every worker rank `src`'s buffers (BatchNorm running statistics) before the workers score
+    one model together (sharded validation): DDP re-broadcasts buffers only at the start of a
+    forward, so after the last step each worker holds its own (BMUF averages them at every sync)."""
     if get_world_size() == 1:
         return
     with guard_collective("buffer broadcast"), torch.no_grad():
