@@ -5,6 +5,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+import torch
 
 from nasr.bin import compute_feats, report_lid, tower_ensemble, tower_search
 from nasr.data.audio import write_wav
@@ -170,3 +171,25 @@ def test_search_goes_on_when_a_trainer_is_killed(lid_sets, tmp_path):
         cands = s.candidates()
     assert [(c.trainer_id, c.status) for c in cands] == [("1", "lost"), ("2", "done"), ("2", "done"), ("2", "done")]
     assert "process ended" in cands[0].error
+
+
+def test_training_follows_the_staircase_schedule(lid_sets):
+    # lr x 0 from the middle on: the second half's Adam steps move nothing, so the weights are those
+    # of training the first half alone (and differ from training on without the decay).
+    from nasr.tower.data import load_sets
+    from nasr.tower.search import train_steps
+    from nasr.tower.tower import TowerNet
+
+    _, _, train, dev = lid_sets
+    train_ds, valid_ds, names = load_sets("lid", train, dev, 1, 50, None, None)
+
+    def trained(steps, **schedule):
+        torch.manual_seed(0)
+        model = TowerNet(["rnn_8", "proj_8"], int(train_ds[0][0].shape[-1]), len(names), dropout=0.1)
+        train_steps(model, train_ds, valid_ds, steps=steps, lr=0.01, batch_size=4, seed=3, eval_every=100,
+                    **schedule)
+        return model.state_dict()
+
+    half, decayed, undecayed = trained(4), trained(8, lr_decay=0.0, lr_decay_times=1), trained(8)
+    assert all(torch.equal(half[k], decayed[k]) for k in half)
+    assert not all(torch.equal(half[k], undecayed[k]) for k in half)
