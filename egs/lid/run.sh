@@ -26,6 +26,9 @@ test_set=data/test
 config=conf/tower_b1.yaml   # search + ensemble config (block set B1)
 baseline_towers=conf/baseline_lstm.json  # hand-designed towers trained and scored like the members
                             # (space-separated; the first one is drawn in the report's plot)
+baseline_hparams=search     # search: the baselines train with the searched tower's (TPE-tuned)
+                            # hyperparameters, so they are not compared on worse settings;
+                            # config: with the config's train: section
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
 num_trainers=2              # L: trainer processes searching in parallel on one store
 store=                      # candidate store: an SQLite file (default: exp/search_<tag>/store.db, one
@@ -124,9 +127,14 @@ fi
 if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baselines $baseline_towers"; then
   # The baselines train beside the members: the job runner keeps the cores busy either way.
   baseline_pids=
+  case $baseline_hparams in
+    search) hparams_opt="--hparams-from $store" ;;
+    config) hparams_opt= ;;
+    *) echo "$0: --baseline-hparams must be search or config, not '$baseline_hparams'" >&2; exit 1 ;;
+  esac
   for b in $baseline_towers; do
     $train_cmd $(baseline_exp "$b")/log/member.1.log \
-      python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$b" \
+      python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$b" $hparams_opt \
         --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$(baseline_exp "$b")" --member 1 &
     baseline_pids="$baseline_pids $!"
   done

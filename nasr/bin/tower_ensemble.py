@@ -35,6 +35,9 @@ def get_parser() -> argparse.ArgumentParser:
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--store", help="take BESTCANDIDATE from this candidate store")
     src.add_argument("--tower", help="a tower JSON file (hand-designed baseline)")
+    t.add_argument("--hparams-from", default=None, metavar="STORE",
+                   help="with --tower: train with the hyperparameters of this store's best candidate (tuned by "
+                        "the search's TPE), so a baseline is not compared on worse settings")
     t.add_argument("--member", type=int, required=True, help="member number (1-based; seeds differ)")
     e = sub.add_parser("evaluate", help="score the averaged members on a data dir")
     e.add_argument("--exp-dir", required=True)
@@ -79,6 +82,12 @@ def train(args, argv) -> int:
             blocks, meta = load_tower(args.tower)
             source = {"tower": args.tower}
             hparams.update(meta.get("hparams", {}))
+            if args.hparams_from:
+                store = CandidateStore(args.hparams_from, create=False)
+                best = best_candidate(store)
+                store.close()
+                hparams.update({k: v for k, v in best.hparams.items() if k != "trial"})
+                source.update(hparams_from=store.location, hparams_candidate=best.id)
     except (FormatError, StoreError) as e:
         print(f"tower_ensemble: {e}", file=sys.stderr)
         return 1

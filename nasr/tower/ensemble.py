@@ -42,17 +42,19 @@ def member_seed(seed: int, member: int) -> int:
 
 def train_member(exp_dir, member: int, blocks: Sequence[str], hparams: Dict, train_ds, valid_ds,
                  class_names: List[str], *, steps: int, eval_every: int, seed: int, source: Dict) -> Dict:
-    """Train member `member` from scratch (TRAIN in Algorithm 3); skipped when already complete."""
+    """Train member `member` from scratch (TRAIN in Algorithm 3); skipped when already complete for
+    the same tower, hyperparameters and step count."""
     from nasr.train.checkpoint import save_checkpoint
 
     out = member_dir(exp_dir, member)
     if (out / "model.pt").is_file() and (out / "train.json").is_file():
         info = read_json(out / "train.json")
-        if info["blocks"] == list(blocks):
+        before = (info["blocks"], info["hparams"], info["steps"])
+        if before == (list(blocks), dict(hparams), steps):
             log.info("member %d resumed from %s (already trained)", member, out)
             return info
-        log.warning("member %d in %s was trained for %s, now the tower is %s: retraining",
-                    member, out, info["blocks"], list(blocks))
+        log.warning("member %d in %s was trained as (tower, hyperparameters, steps) %s, now %s: retraining",
+                    member, out, before, (list(blocks), dict(hparams), steps))
         # model.pt marks a member complete: without this, a kill between the new train.json and the
         # new model.pt would leave the old tower's weights passing for the new tower's.
         (out / "model.pt").unlink()

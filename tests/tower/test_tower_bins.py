@@ -193,3 +193,43 @@ def test_training_follows_the_staircase_schedule(lid_sets):
     half, decayed, undecayed = trained(4), trained(8, lr_decay=0.0, lr_decay_times=1), trained(8)
     assert all(torch.equal(half[k], decayed[k]) for k in half)
     assert not all(torch.equal(half[k], undecayed[k]) for k in half)
+
+
+def test_member_is_retrained_when_its_hyperparameters_change(lid_sets, tmp_path):
+    # Before: only the tower was compared, so a baseline given new hyperparameters kept its old weights.
+    from nasr.tower import ensemble
+    from nasr.tower.data import load_sets
+
+    _, _, train, dev = lid_sets
+    train_ds, valid_ds, names = load_sets("lid", train, dev, 1, 50, None, None)
+    kw = dict(steps=2, eval_every=2, seed=1, source={})
+    first = ensemble.train_member(tmp_path, 1, ["rnn_8"], {"lr": 0.01, "dropout": 0.0, "batch_size": 4},
+                                  train_ds, valid_ds, names, **kw)
+    again = ensemble.train_member(tmp_path, 1, ["rnn_8"], {"lr": 0.01, "dropout": 0.0, "batch_size": 4},
+                                  train_ds, valid_ds, names, **kw)
+    assert again["train_seconds"] == first["train_seconds"]          # resumed, not retrained
+    tuned = ensemble.train_member(tmp_path, 1, ["rnn_8"], {"lr": 0.003, "dropout": 0.0, "batch_size": 4},
+                                  train_ds, valid_ds, names, **kw)
+    assert tuned["hparams"]["lr"] == 0.003
+    (member, _), = ensemble.load_members(tmp_path)
+    assert member["hparams"]["lr"] == 0.003
+
+
+def test_baseline_takes_the_searched_hyperparameters(lid_sets, tmp_path):
+    root, cfg, train, dev = lid_sets
+    exp = tmp_path / "search"
+    store = str(exp / "store.db")
+    assert tower_search.main(["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev),
+                              "--exp-dir", str(exp), "--store", store, "--max-candidates", "2"]) == 0
+    tower = tmp_path / "baseline.json"
+    tower.write_text('{"blocks": ["rnn_8", "rnn_8"]}')
+    base = tmp_path / "baseline"
+    assert tower_ensemble.main(["train", "--config", str(cfg), "--tower", str(tower), "--hparams-from", store,
+                                "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(base),
+                                "--member", "1"]) == 0
+    with CandidateStore(store) as s:
+        best = s.best(1)[0]
+    info = json.loads((base / "member-1" / "train.json").read_text())
+    assert info["blocks"] == ["rnn_8", "rnn_8"] and info["source"]["hparams_candidate"] == best.id
+    assert {k: info["hparams"][k] for k in ("lr", "dropout", "batch_size")} == \
+        {k: best.hparams[k] for k in ("lr", "dropout", "batch_size")}
