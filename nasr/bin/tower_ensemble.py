@@ -54,11 +54,24 @@ def _command(argv) -> str:
     return " ".join(["python -m nasr.bin.tower_ensemble"] + (argv if argv is not None else sys.argv[1:]))
 
 
+def _best_of(location):
+    """BESTCANDIDATE of a store: (candidate, its hyperparameters without TPE's trial number, store)."""
+    from nasr.tower.ensemble import best_candidate
+    from nasr.tower.store import CandidateStore
+
+    store = CandidateStore(location, create=False)
+    try:
+        best = best_candidate(store)
+    finally:
+        store.close()
+    return best, {k: v for k, v in best.hparams.items() if k != "trial"}, store
+
+
 def train(args, argv) -> int:
     from nasr.bin.tower_search import resolve_config
     from nasr.tower.data import load_sets
-    from nasr.tower.ensemble import best_candidate, train_member
-    from nasr.tower.store import CandidateStore, StoreError
+    from nasr.tower.ensemble import train_member
+    from nasr.tower.store import StoreError
     from nasr.tower.tower import load_tower, save_tower
     from nasr.utils.config import save_config
     from nasr.utils.log import setup_logging
@@ -69,24 +82,24 @@ def train(args, argv) -> int:
     log.info("%s", _command(argv))
     cfg = resolve_config(args)
     hparams = dict(cfg["train"])
+    if args.hparams_from and args.store:
+        print("tower_ensemble: --hparams-from goes with --tower (with --store the best candidate's "
+              "hyperparameters are used already)", file=sys.stderr)
+        return 1
     try:
         if args.store:
-            store = CandidateStore(args.store, create=False)
-            best = best_candidate(store)
-            store.close()
+            best, tuned, store = _best_of(args.store)
             blocks, source = best.blocks, {"store": store.location, "candidate": best.id, "loss": best.loss}
             if store.is_sqlite:  # the search writes its tower.json beside its store file
                 source["tower_file"] = str(Path(args.store).parent / "tower.json")
-            hparams.update({k: v for k, v in best.hparams.items() if k != "trial"})
+            hparams.update(tuned)
         else:
             blocks, meta = load_tower(args.tower)
             source = {"tower": args.tower}
             hparams.update(meta.get("hparams", {}))
             if args.hparams_from:
-                store = CandidateStore(args.hparams_from, create=False)
-                best = best_candidate(store)
-                store.close()
-                hparams.update({k: v for k, v in best.hparams.items() if k != "trial"})
+                best, tuned, store = _best_of(args.hparams_from)
+                hparams.update(tuned)
                 source.update(hparams_from=store.location, hparams_candidate=best.id)
     except (FormatError, StoreError) as e:
         print(f"tower_ensemble: {e}", file=sys.stderr)

@@ -233,3 +233,6 @@ def test_baseline_takes_the_searched_hyperparameters(lid_sets, tmp_path):
     assert info["blocks"] == ["rnn_8", "rnn_8"] and info["source"]["hparams_candidate"] == best.id
     assert {k: info["hparams"][k] for k in ("lr", "dropout", "batch_size")} == \
         {k: best.hparams[k] for k in ("lr", "dropout", "batch_size")}
+    assert tower_ensemble.main(["train", "--config", str(cfg), "--store", store, "--hparams-from", store,
+                                "--train-data", str(train), "--valid-data", str(dev), "--exp-dir",
+                                str(tmp_path / "x"), "--member", "1"]) == 1
