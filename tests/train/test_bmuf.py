@@ -195,8 +195,9 @@ def _worker(rank, port, scenario, out):
         os._exit(3)
 
 
-def run_workers(scenario, out, deadline_s=40.0):
-    """Start WORLD processes, wait (bounded) for all, return their exit codes."""
+def run_workers(scenario, out, deadline_s=90.0):
+    """Start WORLD processes, wait (bounded) for all, return their exit codes. The bound is loose:
+    the sync scenario's two spawned processes took 42 s on 2 cores at a load of 16."""
     ctx = mp.get_context("spawn")
     port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, port, scenario, str(out))) for r in range(WORLD)]
@@ -278,7 +279,7 @@ def test_state_dict_round_trip_across_processes(sync_records):
 
 
 def test_local_momentum_reset_converges_where_kept_momentum_diverges(tmp_path):
-    codes = run_workers("momentum", tmp_path, deadline_s=90.0)
+    codes = run_workers("momentum", tmp_path)
     assert codes == [0, 0], _tracebacks(tmp_path)
     r0, r1 = (torch.load(tmp_path / f"momentum{r}.pt") for r in range(WORLD))
     assert r0["reset"]["syncs"] == MOMENTUM_STEPS // MOMENTUM_BLOCK
