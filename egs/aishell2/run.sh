@@ -26,7 +26,7 @@ lm_order=5
 lm_prune=1e-7               # Stolcke pruning threshold (0: none)
 distributed=bmuf            # bmuf | ddp | none
 ngpu=0                      # GPUs per node (one worker each, nccl); 0: CPU workers over gloo
-cpu_workers=                # worker processes per node when ngpu=0 (default 1)
+cpu_workers=                # worker processes per node when ngpu=0 (default 1; 2 with --synth true)
 nnodes=1                    # nodes; with >1 run this stage on every node with the same master
 master_addr=localhost       # rendezvous host (multi-node)
 master_port=29517
@@ -63,9 +63,9 @@ if $synth; then
   corpus_dir=corpus/synth_aishell2
   [ -z "$profile" ] && profile=conf/synth.yaml
   [ -z "$nets" ] && nets="asrnet_b dfsmn_san"
-  # One process: BMUF over 2 gloo processes (1 thread each) stayed on CTC's all-blank plateau for 4
-  # epochs of this profile (dev TER 99-100%) where one process at the same lr left it in the 2nd.
-  [ -z "$cpu_workers" ] && cpu_workers=1
+  # BMUF over 2 gloo processes (1 thread each) with the default block momentum 1 - 1/2: it leaves
+  # CTC's all-blank plateau now that each sync resets the workers' SGD momentum (README.md, A/B).
+  [ -z "$cpu_workers" ] && cpu_workers=2
   [ -z "$unit" ] && unit=char
 fi
 [ -z "$cpu_workers" ] && cpu_workers=1

@@ -5,9 +5,13 @@ by Levenshtein distance (unit costs), and the substitutions S, deletions D and i
 summed over the set.  The error rate is 100 * (S + D + I) / N, N = number of reference tokens.
 The token decides the name:
 
-  %CER  tokens are characters (`nasr.asr.units.split_chars`: each CJK character, each run of
-        Latin letters/digits), whitespace ignored: the paper's Mandarin CER.  Use it for char-unit
-        and bpe-unit hypotheses (their text is characters) and for word hypotheses from WFST decoding.
+  %CER  tokens are characters, whitespace ignored: the paper's Mandarin CER, counted as Kaldi's
+        AISHELL recipe counts it (egs/aishell/s5/local/score.sh -> steps/scoring/score_kaldi_cer.sh
+        splits every word into its characters, Latin letters and digits included; a word holding
+        `<...>` or `[...]` (`<unk>`, `[NOISE]`) or `!SIL` stays one token).  With latin_as_word
+        (`--latin-as-word`) a run of Latin letters/digits is one token instead
+        (`nasr.asr.units.split_chars`, the char units' own tokens).  Use %CER for char-unit and
+        bpe-unit hypotheses (their text is characters) and for word hypotheses from WFST decoding.
   %TER  tokens are the whitespace-separated units as written (e.g. CI syllables): the error rate of
         the model's own output units, before any lexicon maps them to characters.
   %WER  whitespace-separated words.
@@ -27,6 +31,7 @@ per-utterance details:
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,9 +195,26 @@ def ser_line(stats: ErrorStats, name: str = "") -> str:
     return f"{line} {name}" if name else line
 
 
-def tokenize(text: str, unit: str) -> List[str]:
+# Kaldi's score_kaldi_cer.sh keeps a word whole when it matches one of these (symbols, not text).
+_KALDI_SYMBOL = re.compile(r"\[.*\]|<.*>|!SIL")
+
+
+def kaldi_chars(text: str) -> List[str]:
+    """'我 爱 AI2 <unk>' -> ['我', '爱', 'A', 'I', '2', '<unk>']: every character of every word a
+    token, except words that hold a bracketed symbol or !SIL (score_kaldi_cer.sh's rule)."""
+    tokens: List[str] = []
+    for word in text.split():
+        if _KALDI_SYMBOL.search(word):
+            tokens.append(word)
+        else:
+            tokens.extend(word)
+    return tokens
+
+
+def tokenize(text: str, unit: str, latin_as_word: bool = False) -> List[str]:
+    """Scoring tokens of `text` (see the module doc); latin_as_word only changes `char`."""
     if unit == "char":
-        return split_chars(text)
+        return split_chars(text) if latin_as_word else kaldi_chars(text)
     if unit in ("token", "word"):
         return text.split()
     raise ValueError(f"unknown scoring unit '{unit}' (expected one of {', '.join(METRICS)})")
@@ -225,7 +247,7 @@ def _pad(s: str, width: int) -> str:
 
 
 def score_texts(refs: Dict[str, str], hyps: Dict[str, str], unit: str = "char",
-                missing: str = "empty", backend: str = "kaldialign"):
+                missing: str = "empty", backend: str = "kaldialign", latin_as_word: bool = False):
     """Align every reference utterance with its hypothesis.
 
     missing: what a reference without a hypothesis counts as: `empty` (all deletions, logged with
@@ -251,7 +273,8 @@ def score_texts(refs: Dict[str, str], hyps: Dict[str, str], unit: str = "char",
     for utt in sorted(refs, key=lambda u: u.encode("utf-8")):
         if utt not in hyps and missing == "skip":
             continue
-        pairs = align(tokenize(refs[utt], unit), tokenize(hyps.get(utt, ""), unit), backend)
+        pairs = align(tokenize(refs[utt], unit, latin_as_word),
+                      tokenize(hyps.get(utt, ""), unit, latin_as_word), backend)
         stats.add_pairs(pairs)
         per_utt[utt] = pairs
     return stats, per_utt
@@ -259,13 +282,14 @@ def score_texts(refs: Dict[str, str], hyps: Dict[str, str], unit: str = "char",
 
 def write_score_files(out_dir, refs: Dict[str, str], hyps: Dict[str, str], unit: str = "char",
                       name: Optional[str] = None, missing: str = "empty", write_hyp: bool = True,
-                      top: int = 20) -> ErrorStats:
+                      top: int = 20, latin_as_word: bool = False) -> ErrorStats:
     """Score and write hyp / errs / summary / score.json into out_dir (see module doc)."""
     out_dir = Path(out_dir)
     metric = METRICS.get(unit)
     if metric is None:
         raise ValueError(f"unknown scoring unit '{unit}' (expected one of {', '.join(METRICS)})")
-    stats, per_utt = score_texts(refs, hyps, unit, missing)
+    stats, per_utt = score_texts(refs, hyps, unit, missing, latin_as_word=latin_as_word)
+    tokens = f"{unit}, Latin runs as words" if unit == "char" and latin_as_word else unit
     name = str(out_dir) if name is None else name
     main_line = summary_line(metric, stats, name)
     confusions = {"S": Counter(), "D": Counter(), "I": Counter()}
@@ -276,7 +300,7 @@ def write_score_files(out_dir, refs: Dict[str, str], hyps: Dict[str, str], unit:
     with atomic_write(out_dir / "errs") as f:
         f.write(main_line + "\n")
         f.write(ser_line(stats, name) + "\n")
-        f.write(f"# tokens: {unit}; per utterance: ref / hyp / op (C correct, S substitution, "
+        f.write(f"# tokens: {tokens}; per utterance: ref / hyp / op (C correct, S substitution, "
                 f"I insertion, D deletion), #csid counts; {EPS} = nothing\n\n")
         for utt, pairs in per_utt.items():
             ref_row, hyp_row, op_row = _fmt_aligned(pairs)
@@ -299,6 +323,7 @@ def write_score_files(out_dir, refs: Dict[str, str], hyps: Dict[str, str], unit:
     with atomic_write(out_dir / "summary") as f:
         f.write(main_line + "\n")
         f.write(ser_line(stats, name) + "\n")
-    write_json(out_dir / "score.json", {"metric": metric, "unit": unit, "name": name, **stats.to_dict()})
+    write_json(out_dir / "score.json", {"metric": metric, "unit": unit, "latin_as_word": latin_as_word,
+                                        "name": name, **stats.to_dict()})
     log.info("%s", main_line)
     return stats

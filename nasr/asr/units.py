@@ -33,7 +33,7 @@ OOV_POLICIES = ("map-to-unk", "skip-utt", "error")
 SP_SPACE = "\u2581"  # sentencepiece's word-boundary mark
 
 # A run of Latin letters, digits and apostrophes is one token (an English word or a number):
-# Mandarin CER scoring and char units treat every other non-space character as its own token.
+# char units treat every other non-space character as its own token.
 _LATIN_RUN = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -41,8 +41,9 @@ def split_chars(text: str) -> List[str]:
     """'我 爱 AI 2 号' -> ['我', '爱', 'AI', '2', '号'].
 
     Each CJK (or other non-Latin) character is a token, a run of ASCII letters/digits/apostrophes
-    is one token, whitespace separates and is dropped.  This is the tokenisation of both the
-    char units and CER scoring, so a char model's output is scored on the tokens it emits.
+    is one token, whitespace separates and is dropped.  This is the char units' tokenisation, and
+    CER scoring's with --latin-as-word; by default CER counts Latin letters one per character, as
+    Kaldi's AISHELL scoring does (nasr.asr.scoring.kaldi_chars).
     """
     tokens: List[str] = []
     for chunk in text.split():

@@ -60,6 +60,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--average-only", action="store_true", help="write avg-last-N.pt and stop")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
+    p.add_argument("--latin-as-word", action="store_true",
+                   help="%%CER: score a run of Latin letters/digits as one token (default: one token "
+                        "per letter, as Kaldi's AISHELL scoring)")
     g = p.add_argument_group("WFST decoding (kaldi-decoder over TLG)")
     g.add_argument("--graph", default=None, help="graph dir of nasr.bin.make_tlg (TLG.fst, units.sha256)")
     g.add_argument("--beam", type=float, default=16.0)
@@ -223,11 +226,14 @@ def main(argv=None) -> int:
     ref_text = {u: text[u] for u in refs}
     if ds.tokenizer.unit_type in ("char", "bpe"):
         hyp_text = {u: ds.tokenizer.detokenize(units.decode(h)) for u, h in hyps.items()}
-        cer = write_score_files(out / "char", ref_text, hyp_text, unit="char", name=str(out))
+        cer = write_score_files(out / "char", ref_text, hyp_text, unit="char", name=str(out),
+                                latin_as_word=args.latin_as_word)
         result.update(cer=cer.rate, cer_summary=(out / "char" / "summary").read_text().splitlines()[0])
     for kind, words in lm_words.items():  # wfst (TLG) and beam (prefix beam search + ARPA)
-        hyp_text = {u: "".join(w) for u, w in words.items()}
-        st = write_score_files(out / kind, ref_text, hyp_text, unit="char", name=f"{out}/{kind}")
+        # Spaces between the words: --latin-as-word must not glue two English words into one token.
+        hyp_text = {u: " ".join(w) for u, w in words.items()}
+        st = write_score_files(out / kind, ref_text, hyp_text, unit="char", name=f"{out}/{kind}",
+                               latin_as_word=args.latin_as_word)
         result[kind] = {"cer": st.rate, "summary": (out / kind / "summary").read_text().splitlines()[0],
                         **lm_settings[kind], "seconds": lm_secs[kind],
                         "rtf": lm_secs[kind] / audio_s if audio_s else None}

@@ -2,14 +2,16 @@
 
 Usage:
   python -m nasr.bin.score --ref DATA/text --hyp HYP --out-dir DIR [--unit char|token|word]
-      [--name NAME] [--missing empty|skip|error]
+      [--name NAME] [--missing empty|skip|error] [--latin-as-word]
 
 e.g.:
   python -m nasr.bin.score --ref data/test/text --hyp exp/train_asrnet_b/decode_test/hyp \\
       --out-dir exp/train_asrnet_b/decode_test --unit char
 
---unit char: %CER over characters (each CJK character, each run of Latin letters/digits; spaces
-ignored); token: %TER over whitespace-separated units (e.g. CI syllables); word: %WER.
+--unit char: %CER over characters, spaces ignored, as Kaldi's AISHELL scoring counts them (every
+character a token, Latin letters and digits included; <unk>, [NOISE] whole); with --latin-as-word
+a run of Latin letters/digits is one token. token: %TER over whitespace-separated units (e.g. CI
+syllables); word: %WER.
 Token accuracy (1 - (S+D+I)/N over those tokens) goes into score.json.  See nasr/asr/scoring.py.
 """
 from __future__ import annotations
@@ -52,6 +54,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", required=True, help="where hyp, errs, summary, score.json go")
     parser.add_argument("--unit", choices=sorted(METRICS), default="char",
                         help="scoring tokens: char (CER), token (TER), word (WER)")
+    parser.add_argument("--latin-as-word", action="store_true",
+                        help="--unit char: score a run of Latin letters/digits as one token (default: "
+                             "one token per letter, as Kaldi's AISHELL scoring)")
     parser.add_argument("--name", default=None, help="last field of the summary line (default: OUT_DIR)")
     parser.add_argument("--missing", choices=("empty", "skip", "error"), default="empty",
                         help="a reference utterance without hypothesis counts as empty (all "
@@ -71,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The hypotheses may already be OUT_DIR/hyp (the decoder wrote them there): leave that file.
         same = (out_dir / "hyp").exists() and (out_dir / "hyp").resolve() == Path(args.hyp).resolve()
         write_score_files(out_dir, refs, hyps, unit=args.unit, name=args.name,
-                          missing=args.missing, write_hyp=not same)
+                          missing=args.missing, write_hyp=not same, latin_as_word=args.latin_as_word)
     except ValueError as e:  # FormatError is a ValueError
         log.error("%s", e)
         return 1

@@ -11,7 +11,8 @@ Several workers (`--distributed bmuf|ddp`, launched by torchrun: one process per
 processes over gloo): each worker trains on its share of the length-bucketed batches (every worker
 gets the same number of batches). `bmuf` (Chen & Huo 2016, nasr.train.bmuf) lets each worker run
 `bmuf.block_size` local SGD steps, then all-reduces the parameters and applies the block momentum
-and block learning rate (Nesterov optional); the config's `bmuf:` section sets them. `ddp`
+and block learning rate (Nesterov optional), and resets each worker's SGD momentum
+(`bmuf.local_momentum`); the config's `bmuf:` section sets them. `ddp`
 all-reduces gradients every step (torch's DistributedDataParallel), for comparison. `none` is one
 process. Every worker validates its share of the dev set (sums all-reduced); rank 0 logs to
 log/train.log and writes checkpoints (BMUF's global model, not a worker's); the others log to
@@ -64,9 +65,10 @@ DEFAULTS = {
     "num_workers": 0,
     "seed": 1,
     # Block-wise model-update filtering, used with --distributed bmuf. block_momentum null means
-    # the paper's 1 - 1/workers.
+    # the paper's 1 - 1/workers. local_momentum: what a sync does to each worker's SGD momentum
+    # (reset | average | keep; reset, as CNTK, so that it does not compound with the block momentum).
     "bmuf": {"block_size": 16, "block_momentum": None, "block_lr": 1.0, "nesterov": True,
-             "average_sync_steps": 0},
+             "average_sync_steps": 0, "local_momentum": "reset"},
     "dist_timeout_s": 600,   # how long a collective waits for a missing worker before the job fails
 }
 DIST_MODES = {"bmuf": "bmuf", "ddp": "ddp", "none": "single"}
@@ -203,7 +205,8 @@ def train(args, argv) -> int:
     b = cfg["bmuf"]
     train_model, stepper = dist_util.wrap_for_training(
         model, opt, ctx, block_size=b["block_size"], block_momentum=b["block_momentum"],
-        block_lr=b["block_lr"], nesterov=b["nesterov"], average_sync_steps=b["average_sync_steps"])
+        block_lr=b["block_lr"], nesterov=b["nesterov"], average_sync_steps=b["average_sync_steps"],
+        local_momentum=b["local_momentum"])
     bmuf = stepper if stepper is not opt else None
     # A checkpoint of a single-process or DDP run stores "bmuf": None: BMUF then starts from its model.
     if bmuf is not None and st is not None and st.get("bmuf"):

@@ -81,7 +81,10 @@ def tower_str(blocks: Sequence[str]) -> str:
 
 
 class TowerNet(nn.Module):
-    """blocks -> dropout between blocks -> mean over each utterance's valid frames -> linear logits."""
+    """blocks with dropout between them -> mean over each utterance's valid frames -> linear logits.
+
+    Dropout sits between blocks only (the paper's footnote 3: "dropout between blocks, 0.3"): the
+    last block's output goes to the pooling and the head undropped, and a one-block tower has none."""
 
     def __init__(self, blocks: Sequence, input_dim: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
@@ -103,8 +106,8 @@ class TowerNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, F), lengths (B,) valid frames per row (None: all T) -> logits (B, K)."""
-        for block in self.blocks:
-            x = self.dropout(block(x))
+        for i, block in enumerate(self.blocks):
+            x = block(self.dropout(x) if i > 0 else x)
         if lengths is None:
             return self.head(x.mean(dim=1))
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]).to(x.dtype)

@@ -15,10 +15,13 @@ plain model averaging, W(t) = avg(t). The paper's rule of thumb block_momentum =
 is the default. W, not the look-ahead W_start, is the model to evaluate and to checkpoint: see
 `global_state_dict()` and `global_params_in_model()`.
 
-Floating-point buffers (BatchNorm statistics) are averaged at each sync; other buffers (counters)
-are copied from rank 0. Parameters and buffers are broadcast from rank 0 at construction so every
-worker starts from one model. With one process (no process group, or world size 1) BMUF is plain
-local training: step() is the local optimizer's step and sync() does nothing.
+The local optimizer's own momentum (SGD's `momentum_buffer`) is set at each sync by
+`local_momentum`: "reset" (the default, as CNTK's BMUF: resetSGDMomentum) zeroes it, "average"
+replaces it by the workers' mean, "keep" leaves each worker its own. Kept across syncs, a worker's
+momentum pushes the new start point on in the direction the last block already moved, and the block
+momentum then adds that direction again: with short blocks the two compound (tests/train/test_bmuf.py
+has a regression that diverges with "keep" and converges with "reset" under the default settings;
+egs/aishell2/README.md gives the A/B on the synthetic corpus).
 
 Every worker must call step() equally often: a worker that skips a sync would leave the others
 waiting in the all-reduce until the process group's timeout (see nasr.train.distributed).
@@ -35,6 +38,11 @@ import torch.distributed as dist
 from nasr.train.distributed import guard_collective
 
 log = logging.getLogger("nasr")
+
+# What a sync does to the local optimizer's momentum buffers (see the module docstring).
+LOCAL_MOMENTUM = ("reset", "average", "keep")
+# Optimizers whose momentum lives in the `momentum_buffer` state entry, the one reset/average touch.
+_MOMENTUM_BUFFER_OPTIMIZERS = (torch.optim.SGD, torch.optim.RMSprop)
 
 
 def _flat_groups(tensors: List[torch.Tensor]) -> Dict[tuple, List[int]]:
@@ -58,18 +66,27 @@ class BMUF:
         nesterov: restart workers from W + eta*Delta (the paper's NBM) instead of W (CBM).
         average_sync_steps: the first this many syncs are plain model averaging (W = avg, Delta
             stays 0), a warm-up that lets the block momentum start from settled parameters.
+        local_momentum: what each sync does to the local optimizer's momentum buffers: "reset"
+            (zero them, CNTK's default), "average" (the workers' mean) or "keep" (untouched).
         process_group: the group to sync over (default: the whole job).
     """
 
     def __init__(self, model: torch.nn.Module, local_optimizer: torch.optim.Optimizer, block_size: int,
                  block_momentum: Optional[float] = None, block_lr: float = 1.0, nesterov: bool = True,
-                 average_sync_steps: int = 0, process_group=None):
+                 average_sync_steps: int = 0, local_momentum: str = "reset", process_group=None):
         if int(block_size) != block_size or block_size < 1:
             raise ValueError(f"block_size={block_size} must be a positive integer (local steps per block)")
         if block_lr <= 0:
             raise ValueError(f"block_lr={block_lr} must be positive")
         if average_sync_steps < 0:
             raise ValueError(f"average_sync_steps={average_sync_steps} must be >= 0")
+        if local_momentum not in LOCAL_MOMENTUM:
+            raise ValueError(f"local_momentum={local_momentum!r} is not one of {list(LOCAL_MOMENTUM)} "
+                             f"(fix: bmuf.local_momentum: reset)")
+        if local_momentum != "keep" and not isinstance(local_optimizer, _MOMENTUM_BUFFER_OPTIMIZERS):
+            raise ValueError(f"local_momentum={local_momentum!r} acts on SGD's momentum buffers, but the local "
+                             f"optimizer is {type(local_optimizer).__name__} (fix: bmuf.local_momentum: keep, "
+                             f"or an SGD local optimizer)")
         self.model = model
         self.local_optimizer = local_optimizer
         self.process_group = process_group
@@ -88,6 +105,7 @@ class BMUF:
         self.block_lr = float(block_lr)
         self.nesterov = bool(nesterov)
         self.average_sync_steps = int(average_sync_steps)
+        self.local_momentum = local_momentum
 
         self.param_names = [n for n, _ in model.named_parameters()]
         self.params = [p for _, p in model.named_parameters()]
@@ -144,6 +162,7 @@ class BMUF:
                 w.add_(d)
         self._load_start_point()
         self._sync_buffers()
+        self._sync_local_momentum()
         self.num_syncs += 1
         self.local_step = 0
 
@@ -165,6 +184,22 @@ class BMUF:
             self._all_reduce_mean(floats, "BMUF buffer sync")
         if others:
             self._broadcast(others, "BMUF buffer sync")
+
+    def _momentum_buffers(self) -> List[torch.Tensor]:
+        # Every worker has taken the same steps, so every worker lists the same buffers.
+        state = self.local_optimizer.state
+        bufs = [state[p].get("momentum_buffer") for p in self.params if p in state]
+        return [b for b in bufs if b is not None]
+
+    def _sync_local_momentum(self) -> None:
+        if self.local_momentum == "keep":
+            return
+        bufs = self._momentum_buffers()
+        if self.local_momentum == "reset":
+            for b in bufs:
+                b.zero_()
+        elif bufs:
+            self._all_reduce_mean(bufs, "BMUF local momentum sync")
 
     def _all_reduce_mean(self, tensors: List[torch.Tensor], what: str) -> None:
         with guard_collective(what):
@@ -232,7 +267,7 @@ class BMUF:
                 "block_delta": delta, "num_updates": self.num_updates, "num_syncs": self.num_syncs,
                 "local_step": self.local_step, "block_size": self.block_size,
                 "block_momentum": self.block_momentum, "block_lr": self.block_lr,
-                "nesterov": self.nesterov, "world_size": self.world_size,
+                "nesterov": self.nesterov, "local_momentum": self.local_momentum, "world_size": self.world_size,
                 "local_optimizer": self.local_optimizer.state_dict()}
 
     @torch.no_grad()
@@ -258,7 +293,7 @@ class BMUF:
         for w, d, sw, sd in zip(self.global_params, self.block_delta, state["global_params"], state["block_delta"]):
             w.copy_(sw)
             d.copy_(sd)
-        for key in ("block_momentum", "block_lr", "nesterov", "block_size"):
+        for key in ("block_momentum", "block_lr", "nesterov", "block_size", "local_momentum"):
             if key in state and state[key] != getattr(self, key):
                 log.info("BMUF resume: %s %s in the checkpoint, %s now", key, state[key], getattr(self, key))
         self.num_updates = int(state["num_updates"])

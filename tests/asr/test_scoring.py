@@ -13,7 +13,7 @@ import torch
 
 from nasr.asr.ctc_decode import greedy_decode
 from nasr.asr.scoring import (ErrorStats, align, edit_stats, kaldialign_align, levenshtein_align,
-                              ops_of, score_texts, summary_line, token_accuracy, write_score_files)
+                              ops_of, score_texts, summary_line, token_accuracy, tokenize, write_score_files)
 from nasr.bin import score
 from nasr.utils.io import read_table
 
@@ -92,18 +92,36 @@ def test_score_texts_char_vs_token_and_missing():
     refs = {"u1": "中国 的 楼市", "u2": "AI 芯片"}
     hyps = {"u1": "中国楼市", "u2": "AI 芯"}
     stats, per_utt = score_texts(refs, hyps, unit="char")
-    # chars: u1 中国的楼市 vs 中国楼市 (1 del); u2 [AI, 芯, 片] vs [AI, 芯] (1 del)
-    assert (stats.ref_tokens, stats.dels, stats.subs, stats.ins) == (8, 2, 0, 0)
+    # chars: u1 中国的楼市 vs 中国楼市 (1 del); u2 [A, I, 芯, 片] vs [A, I, 芯] (1 del)
+    assert (stats.ref_tokens, stats.dels, stats.subs, stats.ins) == (9, 2, 0, 0)
+    stats, per_utt = score_texts(refs, hyps, unit="char", latin_as_word=True)
+    assert (stats.ref_tokens, stats.dels, stats.subs, stats.ins) == (8, 2, 0, 0)  # [AI, 芯, 片]
     stats, _ = score_texts(refs, hyps, unit="word")
     assert stats.ref_tokens == 5 and stats.errors == 4
     stats, _ = score_texts(refs, {"u1": refs["u1"]}, unit="char", missing="empty")
-    assert stats.dels == 3 and stats.sentences == 2
+    assert stats.dels == 4 and stats.sentences == 2
     stats, _ = score_texts(refs, {"u1": refs["u1"]}, unit="char", missing="skip")
     assert stats.errors == 0 and stats.sentences == 1
     with pytest.raises(ValueError, match="no hypothesis"):
         score_texts(refs, {"u1": "x"}, missing="error")
     with pytest.raises(ValueError, match="another set"):
         score_texts(refs, {"u9": "x"})
+
+
+def test_cer_counts_latin_letters_one_per_character_as_kaldi_aishell():
+    # score_kaldi_cer.sh (egs/aishell/s5/local/score.sh): every character of a word, Latin letters
+    # and digits included; a word with <...>, [...] or !SIL stays whole.
+    assert tokenize("我 用 iPhone12 拍照 <unk> [NOISE]", "char") == \
+        ["我", "用", "i", "P", "h", "o", "n", "e", "1", "2", "拍", "照", "<unk>", "[NOISE]"]
+    assert tokenize("我 用 iPhone12 拍照", "char", latin_as_word=True) == ["我", "用", "iPhone12", "拍", "照"]
+    refs = {"u1": "我 用 iPhone 拍照", "u2": "打开 WiFi"}
+    hyps = {"u1": "我用 iPhon 拍照", "u2": "打开 <unk>"}
+    stats, _ = score_texts(refs, hyps, unit="char")
+    # u1: 10 chars, 1 deletion (e); u2: 6 chars, W,i,F,i against <unk>: 1 sub + 3 del
+    assert (stats.ref_tokens, stats.subs, stats.dels, stats.ins) == (16, 1, 4, 0)
+    stats, _ = score_texts(refs, hyps, unit="char", latin_as_word=True)
+    # u1: [我, 用, iPhone, 拍, 照], iPhone -> iPhon; u2: [打, 开, WiFi] vs [打, 开, <, unk, >]
+    assert (stats.ref_tokens, stats.subs, stats.dels, stats.ins) == (8, 2, 0, 2)
 
 
 def test_write_score_files(tmp_path):
@@ -140,6 +158,15 @@ def test_score_cli_end_to_end(tmp_path):
     assert (out / "summary").read_text(encoding="utf-8").splitlines()[0] == line
     assert (out / "hyp").read_text(encoding="utf-8").startswith("u1 zhong1 guo2\n")  # left as written
     assert (out / "errs").is_file()
+    # --unit char counts Latin letters one per character unless --latin-as-word
+    ref.write_text("u1 我 用 iPhone\n", encoding="utf-8")
+    hyp.write_text("u1 我 用 iPhon\n", encoding="utf-8")
+    for flags, line in (([], "%CER 12.50 [ 1 / 8, 0 ins, 1 del, 0 sub ]"),
+                        (["--latin-as-word"], "%CER 33.33 [ 1 / 3, 0 ins, 0 del, 1 sub ]")):
+        assert score.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(out), "--unit", "char",
+                           "--name", "x"] + flags) == 0
+        assert (out / "summary").read_text(encoding="utf-8").splitlines()[0] == f"{line} x"
+        assert json.loads((out / "score.json").read_text(encoding="utf-8"))["latin_as_word"] == bool(flags)
     # Bad input: a clear error, exit 1, nothing written.
     dup = tmp_path / "dup"
     dup.write_text("u1 a\nu1 b\n", encoding="utf-8")

@@ -88,3 +88,17 @@ def test_transfer_copies_common_prefix_only():
     # A block after a mismatch is not transferred even if its name matches (its input differs).
     c = TowerNet(["rnn_6", "rnn_5"], 3, 2)
     assert transfer(a.state_dict(), a.block_names, c) == 0
+
+
+def test_dropout_between_blocks_only_not_after_the_last():
+    # footnote 3: "dropout between blocks, 0.3". With p near 1 any dropout in the path shows.
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3)
+    one = TowerNet(["proj_4"], 3, 2, dropout=0.9)
+    with torch.no_grad():
+        evaluated = one.eval()(x)
+        trained = one.train()(x)
+    assert torch.equal(trained, evaluated), "dropout after the last block (or on the input)"
+    two = TowerNet(["proj_4", "proj_4"], 3, 2, dropout=0.9).train()
+    with torch.no_grad():
+        assert not torch.equal(two(x), two.eval()(x)), "no dropout between the two blocks"

@@ -102,3 +102,24 @@ def test_train_kwargs_take_the_schedule_from_the_hyperparameters():
     kw = train_kwargs({"lr": 1e-3, "batch_size": 20, "dropout": 0.3, "lr_decay": 0.86156, "lr_decay_times": 4})
     assert kw["lr_decay"] == pytest.approx(0.86156) and kw["lr_decay_times"] == 4 and kw["batch_size"] == 20
     assert train_kwargs({"lr": 1e-3, "batch_size": 20})["lr_decay_times"] == 0   # a store of an older search
+
+
+def test_training_defaults_are_the_papers_footnote_3():
+    import math
+    from pathlib import Path
+
+    import yaml
+
+    from nasr.bin.tower_search import DEFAULTS
+    from nasr.tower.tune import DEFAULTS as TUNE_DEFAULTS
+
+    paper = {"lr": 5.24e-5, "dropout": 0.3, "batch_size": 20, "lr_decay": 0.86156, "lr_decay_times": 4}
+    assert {k: DEFAULTS["train"][k] for k in paper} == paper
+    root = Path(__file__).resolve().parents[2]
+    lid = yaml.safe_load((root / "egs/lid/conf/tower_b1.yaml").read_text())
+    kws = yaml.safe_load((root / "egs/speech_commands/conf/tower_b2.yaml").read_text())
+    assert {k: lid["train"][k] for k in paper} == paper
+    assert kws["train"]["lr"] == paper["lr"] and kws["train"]["dropout"] == paper["dropout"]
+    # TPE's log-uniform lr range is centred (geometric mean) on the paper's lr
+    for lo, hi in (TUNE_DEFAULTS["lr"], lid["tune"]["lr"], kws["tune"]["lr"]):
+        assert math.sqrt(lo * hi) == pytest.approx(paper["lr"], rel=1e-6) and hi > lo
