@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from nasr.nas.architect import Architect
 from nasr.nas.draw import draw_genotype
@@ -30,7 +29,7 @@ from nasr.train.loop import autocast_context
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
 from nasr.utils.io import write_json
-from nasr.utils.log import setup_logging
+from nasr.utils.log import progress, setup_logging
 
 DEFAULTS = {
     "space": "nas1",
@@ -157,8 +156,8 @@ def main(argv=None) -> int:
         valid_loader = make_loader(valid_ds, cfg["batch_size"], True, cfg["seed"] + 1, epoch,
                                    cfg["num_workers"], drop_last=True)
         tot = {"loss": 0.0, "correct": 0, "n": 0}
-        bar = tqdm(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
-                   desc=f"search epoch {epoch}", leave=False, mininterval=2.0)
+        bar = progress(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
+                       desc=f"search epoch {epoch}", unit="step")
         for (xt, yt), (xv, yv) in bar:
             xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
             if epoch > a["start_epoch"]:
