@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nasr.nas.architect import Architect
-from nasr.nas.draw import draw_genotype
+from nasr.nas.draw import alpha_figure, draw_genotype
 from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import get_space
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
@@ -79,10 +79,11 @@ def alpha_table(model) -> dict:
 
 
 def log_alphas(writer, model, epoch: int) -> None:
+    """Each cell's alphas as one heatmap image per epoch (TensorBoard's Images tab, with a step
+    slider).  add_scalars would make one TensorBoard run per op and edge: 225 runs for nas1."""
     for cell, weights in zip(("normal", "reduce"), model.alpha_softmax()):
-        for e, row in enumerate(weights.tolist()):
-            writer.add_scalars(f"alpha_{cell}/edge{e}",
-                               dict(zip(model.edge_ops[cell][e], row)), epoch)
+        writer.add_figure(f"alphas/{cell}", alpha_figure(weights.tolist(), model.edge_ops[cell],
+                                                         f"{cell} cell alphas, epoch {epoch}"), epoch)
 
 
 @torch.no_grad()
