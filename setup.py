@@ -35,7 +35,6 @@ setup(
     extras_require={
         # pgserver: a PostgreSQL server from a wheel, for the tests of the tower search's server store
         "test": ["pytest", "pytest-timeout", "pgserver", "psycopg[binary]"],
-        "graph": ["graphviz"],
         "server": ["psycopg[binary]"],  # the tower search's store on a PostgreSQL server (--store postgresql://)
     },
 )

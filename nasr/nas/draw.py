@@ -5,6 +5,7 @@ The DOT text is always written, so a machine without Graphviz still leaves a dra
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Dict, List, Sequence
 
 from nasr.nas.genotype import Genotype
 from nasr.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
+_said_no_dot = False  # a process draws many genotypes (every seed, stage, epoch): say it once
 
 
 def _q(s: str) -> str:
@@ -52,8 +56,14 @@ def genotype_to_dot(genotype: Genotype, cell: str = "normal") -> str:
 def draw_genotype(genotype: Genotype, out_prefix) -> Dict[str, List[Path]]:
     """Write `<prefix>_normal.dot` and `<prefix>_reduce.dot`, plus .png and .svg of each when the
     Graphviz `dot` binary is on PATH. Returns {"normal": [paths], "reduce": [paths]}."""
+    global _said_no_dot
     prefix = Path(out_prefix)
     dot_bin = shutil.which("dot")
+    if dot_bin is None and not _said_no_dot:
+        _said_no_dot = True
+        log.warning("Graphviz's `dot` is not on PATH, so the cells are drawn as .dot text only (fix: "
+                    "install Graphviz: apt-get install graphviz, conda install graphviz or brew install "
+                    "graphviz; then e.g. dot -Tpng %s_normal.dot -o %s_normal.png)", prefix, prefix)
     written: Dict[str, List[Path]] = {}
     for cell in ("normal", "reduce"):
         dot_path = prefix.parent / f"{prefix.name}_{cell}.dot"

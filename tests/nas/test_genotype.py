@@ -135,6 +135,22 @@ def test_dot_contains_every_op_and_files_are_written(tmp_path):
         genotype_to_dot(DARTS_V2, "both")
 
 
+def test_a_missing_graphviz_is_said_once_with_the_install_hint(tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    from nasr.nas import draw
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(draw, "_said_no_dot", False)
+    caplog.set_level(logging.WARNING, logger="nasr.nas.draw")
+    for k in range(3):  # e.g. one drawing per seed or stage
+        written = draw.draw_genotype(DARTS_V2, tmp_path / f"g{k}")
+        assert [p.suffix for p in written["normal"]] == [".dot"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "apt-get install graphviz" in said[0] and "not on PATH" in said[0]
+
+
 def test_search_alphas_go_to_one_tensorboard_run_as_heatmaps(tmp_path):
     """One run per experiment: the alphas are an image per cell, not a run per op and edge."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
