@@ -138,6 +138,9 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], num_workers: int, de
         if initializer is not None:
             initializer(*initargs)
         return [fn(job) for job in progress(jobs, desc=desc, unit="utt", leave=True)]
+    from .espeak import share_data_dir
+
+    share_data_dir()  # the workers' eSpeak data folder, removed when this process exits
     ctx = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(jobs) // (num_workers * 8)))
     with ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
