@@ -27,6 +27,8 @@ device=auto                 # auto, cpu, cuda or cuda:N
 profile=                    # per-config overrides; --synth true sets conf/synth.yaml
 synth_speakers=150          # synthetic corpus size: speakers x 30 words
 seed=1                      # seed of the data split and the synthetic corpus
+results=RESULTS.md          # the report stage's table (make demo writes exp/RESULTS.md instead,
+                            # so the committed table keeps the rows of runs the demo does not make)
 
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
@@ -124,7 +126,7 @@ fi
 
 if run_stage 7 "report"; then
   note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')\`"
-  python -m nasr.bin.report --exp-root exp --set test --out RESULTS.md \
+  python -m nasr.bin.report --exp-root exp --set test --out "$results" \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"
   done_stage 7
