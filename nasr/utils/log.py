@@ -82,9 +82,12 @@ class LogProgress:
         self.log = logging.getLogger("nasr.progress")
 
     def __iter__(self):
-        for item in self.iterable:
-            yield item
-            self.update(1)
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
 
     def __enter__(self):
         return self

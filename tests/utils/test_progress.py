@@ -27,9 +27,8 @@ def test_a_terminal_gets_a_bar_and_a_file_gets_log_lines(monkeypatch, caplog):
     monkeypatch.setattr(sys, "stderr", log_file)
     caplog.set_level(logging.INFO, logger="nasr.progress")
     bar = progress(range(4), desc="train epoch 1", unit="batch", interval=0.0)
-    for _ in bar:
+    for _ in bar:  # ends with the loop, as tqdm does
         bar.set_postfix(loss="0.500")
-    bar.close()
     assert log_file.getvalue() == ""
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 5  # one per batch at interval 0, then the end
