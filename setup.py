@@ -30,12 +30,11 @@ setup(
     version="0.1.0",
     description="Kaldi/ESPnet-style recipes for neural architecture search in speech",
     packages=find_packages(include=["nasr", "nasr.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # tested with 3.11.7 only; the numpy, scipy, matplotlib installed here need it
     install_requires=install_requires,
     extras_require={
         # pgserver: a PostgreSQL server from a wheel, for the tests of the tower search's server store
         "test": ["pytest", "pytest-timeout", "pgserver", "psycopg[binary]"],
-        "graph": ["graphviz"],
         "server": ["psycopg[binary]"],  # the tower search's store on a PostgreSQL server (--store postgresql://)
     },
 )

@@ -5,7 +5,8 @@
 #
 # Real corpus:       ./run.sh --langs "en de fr es" --corpus-dir /data/voxlingua107  (downloaded if absent)
 # Own unzipped tree: ./run.sh --corpus-dir /data/voxlingua107 --download false
-# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 2 trainers on 2 CPU cores)
+# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 2 trainers on 2 CPU cores
+#                    of an AMD EPYC: 22.5 min from an empty recipe dir)
 # Own data dirs:     ./run.sh --stage 2 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
 # Many machines:     ./run.sh --stage 3 --num-trainers 15 --store postgresql://user:pass@dbhost/towers
 #                    (cmd.sh's Slurm runner; exp/ on a shared filesystem; pip install -e .[server])
@@ -13,17 +14,18 @@ set -euo pipefail
 echo "$0 $*"
 
 # ---- options (each can be given as --name value) --------------------------------------------------
-stage=0
-stop_stage=100
+stage=0                     # first stage to run (see Stages above)
+stop_stage=100              # last stage to run
 synth=false                 # make and use the synthetic multilingual corpus (conf/synth.yaml profile)
-corpus_dir=corpus/voxlingua107
+corpus_dir=corpus/voxlingua107  # <lang>/*.wav folders, VoxLingua107's layout
 download=true               # fetch the languages' archives into corpus_dir when absent
 langs="en de fr es it pt nl sv pl ru tr fi"   # VoxLingua107 / synthetic language codes
 test_dir=                   # a separate <dir>/<lang>/*.wav tree for the test set (e.g. VoxLingua107's dev set)
 train_set=data/train        # candidates are trained on train, ranked by their loss on valid
-valid_set=data/dev
-test_set=data/test
-config=conf/tower_b1.yaml   # search + ensemble config (block set B1)
+valid_set=data/dev          # data dir the candidates are ranked on
+test_set=data/test          # data dir scored in the table
+tower_config=conf/tower_b1.yaml  # search + ensemble config (block set B1); not --config, which
+                            # parse_options.sh reads as a file of shell assignments
 baseline_towers=conf/baseline_lstm.json  # hand-designed towers trained and scored like the members
                             # (space-separated; the first one is drawn in the report's plot)
 baseline_hparams=search     # search: the baselines train with the searched tower's (TPE-tuned)
@@ -46,7 +48,7 @@ synth_speakers=40           # synthetic corpus: speakers per language, of which 
                             # confident (tiniest) towers first and the ensemble lost to the LSTM
                             # baseline (see conf/synth.yaml)
 synth_langs="en de fr es it pt ru tr"   # --synth true: these languages (8: chance is 12.5%)
-seed=1
+seed=1                      # seed of the synthetic corpus and of the train/dev/test split of videos
 
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
@@ -58,7 +60,7 @@ Stages: 0 corpus (download or synthesize), 1 data prep (utt2lang), 2 features (4
 . ./cmd.sh
 . utils/parse_options.sh
 
-if [ $# -ne 0 ]; then echo "$help_message" >&2; exit 1; fi
+if [ $# -ne 0 ]; then echo "$0: unexpected argument '$1' (options are --name value; see $0 --help)" >&2; exit 1; fi
 if $synth; then
   corpus_dir=corpus/synth_lid
   langs=$synth_langs
@@ -69,7 +71,7 @@ if $synth; then
   [ -z "$time_budget" ] && time_budget=600
 fi
 profile_opt=${profile:+--profile $profile}
-tag=$(basename "$config" .yaml)            # tower_b1
+tag=$(basename "$tower_config" .yaml)            # tower_b1
 search_exp=exp/search_${tag#tower_}        # exp/search_b1
 ensemble_exp=exp/ensemble_${tag#tower_}
 baseline_exp() { echo "exp/baseline_$(basename "$1" .json | sed 's/^baseline_//')"; }  # conf/baseline_x.json -> exp/baseline_x
@@ -116,7 +118,7 @@ fi
 if run_stage 3 "tower search ($num_trainers trainers on $store)"; then
   # --max-jobs-run: every trainer must run at once, whatever cmd.sh caps other steps to.
   $train_cmd --max-jobs-run "$num_trainers" JOB=1:$num_trainers $search_exp/log/trainer.JOB.log \
-    python -m nasr.bin.tower_search --config "$config" $profile_opt \
+    python -m nasr.bin.tower_search --config "$tower_config" $profile_opt \
       --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$search_exp" --store "$store" \
       --trainer-id JOB ${max_candidates:+--max-candidates $max_candidates} \
       ${time_budget:+--time-budget $time_budget}
@@ -134,14 +136,14 @@ if run_stage 4 "ensemble: retrain the best tower $ensemble_members times; baseli
   esac
   for b in $baseline_towers; do
     $train_cmd $(baseline_exp "$b")/log/member.1.log \
-      python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --tower "$b" $hparams_opt \
+      python -m nasr.bin.tower_ensemble train --config "$tower_config" $profile_opt --tower "$b" $hparams_opt \
         --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$(baseline_exp "$b")" --member 1 &
     baseline_pids="$baseline_pids $!"
   done
   # If the members fail (set -e exits), the baselines must not keep writing into exp/ behind us.
   trap 'kill $baseline_pids 2>/dev/null || true' EXIT
   $train_cmd JOB=1:$ensemble_members $ensemble_exp/log/member.JOB.log \
-    python -m nasr.bin.tower_ensemble train --config "$config" $profile_opt --store "$store" \
+    python -m nasr.bin.tower_ensemble train --config "$tower_config" $profile_opt --store "$store" \
       --train-data "$train_set" --valid-data "$valid_set" --exp-dir "$ensemble_exp" --member JOB
   for pid in $baseline_pids; do wait "$pid"; done
   trap - EXIT

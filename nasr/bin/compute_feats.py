@@ -45,6 +45,7 @@ from nasr.data.features import (CMVN_SCP, FEATS_SCP, FEATS_YAML, GLOBAL_CMVN_KEY
                                 UTT2NUM_FRAMES, FeatureConfig, FeatureExtractor,
                                 accumulate_cmvn_stats, read_feats_yaml)
 from nasr.utils.io import FormatError, atomic_write, iter_table, read_table, write_table
+from nasr.utils.log import progress as show_progress
 
 log = logging.getLogger("nasr.compute_feats")
 
@@ -269,21 +270,19 @@ def _report_to_queue(n: int) -> None:
 
 def run_parts(jobs: List[dict], max_procs: int, progress: bool) -> None:
     """Compute the parts, up to `max_procs` at once (never more than the CPU cores)."""
-    from tqdm import tqdm
-
     total = sum(len(j["items"]) for j in jobs)
     procs = max(1, min(max_procs, len(jobs), os.cpu_count() or 1))
     if procs == 1:
-        with tqdm(total=total, unit="utt", disable=not progress, file=sys.stderr) as bar:
+        with show_progress(total=total, desc="features", unit="utt", disable=not progress, leave=True) as bar:
             for job in jobs:
                 compute_part(dict(job, report=bar.update))
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     queue = ctx.Queue()
-    # The pool forks before tqdm starts its monitor thread.
+    # The pool forks before a tqdm bar starts its monitor thread.
     with ctx.Pool(procs, initializer=_init_worker, initargs=(queue,)) as pool:
         result = pool.map_async(compute_part, jobs, chunksize=1)
-        with tqdm(total=total, unit="utt", disable=not progress, file=sys.stderr) as bar:
+        with show_progress(total=total, desc="features", unit="utt", disable=not progress, leave=True) as bar:
             while not result.ready():
                 with contextlib.suppress(Exception):
                     bar.update(queue.get(timeout=0.2))

@@ -31,7 +31,6 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nasr.asr.ctc_decode import greedy_decode
 from nasr.asr.scoring import write_score_files
@@ -44,7 +43,7 @@ from nasr.train.ctc import batch_to, ctc_loss, make_loader, model_output_lengths
 from nasr.utils.config import load_yaml
 from nasr.utils.device import get_device
 from nasr.utils.io import read_json, read_table, write_json
-from nasr.utils.log import setup_logging
+from nasr.utils.log import progress, setup_logging
 
 log = logging.getLogger("nasr.decode_ctc")
 
@@ -119,7 +118,7 @@ def forward_set(model, loader, device, bf16: bool, lm_decoders: Dict[str, Callab
     words: Dict[str, Dict[str, List[str]]] = {k: {} for k in lm_decoders}
     decode_s = {k: 0.0 for k in lm_decoders}
     t0 = time.perf_counter()
-    for batch, utts in tqdm(loader, desc="decode", leave=False, mininterval=2.0):
+    for batch, utts in progress(loader, desc="decode", unit="batch"):
         batch = batch_to(batch, device)
         log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from nasr.utils.io import atomic_write, read_json, write_json
-from nasr.utils.report import fmt, markdown_table, preamble, summary_section
+from nasr.utils.report import fmt, markdown_table, preamble, say_dropped_rows, summary_section
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     png = Path(args.out).with_name(Path(args.out).stem + "_curves.png")
     has_png = plot_curves(top, baseline, cfg_steps, png)
     text = render(systems, top, baseline, search, args.title, args.note, args.set, png.name if has_png else None)
+    say_dropped_rows(Path(args.out), text)
     with atomic_write(args.out) as f:
         f.write(text)
     write_json(args.json_out or exp_root / "results.json", {

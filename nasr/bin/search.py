@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from nasr.nas.architect import Architect
-from nasr.nas.draw import draw_genotype
+from nasr.nas.draw import alpha_figure, draw_genotype
 from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import get_space
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
@@ -30,7 +29,7 @@ from nasr.train.loop import autocast_context
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
 from nasr.utils.io import write_json
-from nasr.utils.log import setup_logging
+from nasr.utils.log import progress, setup_logging
 
 DEFAULTS = {
     "space": "nas1",
@@ -80,10 +79,11 @@ def alpha_table(model) -> dict:
 
 
 def log_alphas(writer, model, epoch: int) -> None:
+    """Each cell's alphas as one heatmap image per epoch (TensorBoard's Images tab, with a step
+    slider).  add_scalars would make one TensorBoard run per op and edge: 225 runs for nas1."""
     for cell, weights in zip(("normal", "reduce"), model.alpha_softmax()):
-        for e, row in enumerate(weights.tolist()):
-            writer.add_scalars(f"alpha_{cell}/edge{e}",
-                               dict(zip(model.edge_ops[cell][e], row)), epoch)
+        writer.add_figure(f"alphas/{cell}", alpha_figure(weights.tolist(), model.edge_ops[cell],
+                                                         f"{cell} cell alphas, epoch {epoch}"), epoch)
 
 
 @torch.no_grad()
@@ -157,8 +157,8 @@ def main(argv=None) -> int:
         valid_loader = make_loader(valid_ds, cfg["batch_size"], True, cfg["seed"] + 1, epoch,
                                    cfg["num_workers"], drop_last=True)
         tot = {"loss": 0.0, "correct": 0, "n": 0}
-        bar = tqdm(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
-                   desc=f"search epoch {epoch}", leave=False, mininterval=2.0)
+        bar = progress(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
+                       desc=f"search epoch {epoch}", unit="step")
         for (xt, yt), (xv, yv) in bar:
             xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
             if epoch > a["start_epoch"]:

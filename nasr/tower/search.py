@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from nasr.tower.data import iterate_steps, make_loader
 from nasr.tower.store import Candidate, CandidateStore
 from nasr.tower.tower import TowerNet, tower_params, transfer
+from nasr.utils.log import progress as show_progress
 
 log = logging.getLogger("nasr")
 
@@ -129,15 +129,11 @@ def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, 
     """TRAIN for `steps` Adam steps (the paper counts steps, not epochs) on the staircase schedule,
     evaluating every `eval_every` steps.  Returns the curve [[step, valid acc, valid loss], ...] and
     the final EVAL."""
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     curve: List[List[float]] = []
     batches = iterate_steps(train_ds, batch_size, seed)
-    # In a log file (job runner) a bar redrawn every few seconds buries the log lines: redraw rarely.
-    bar = tqdm(total=steps, desc=progress, disable=progress is None, leave=False,
-               mininterval=5 if sys.stderr.isatty() else 120)
+    bar = show_progress(total=steps, desc=progress, disable=progress is None, unit="step")
     result = {"loss": float("nan"), "acc": 0.0}
     for step in range(1, steps + 1):
         for group in opt.param_groups:

@@ -17,7 +17,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head)
 from nasr.asr.ctc_decode import greedy_decode
@@ -25,6 +24,7 @@ from nasr.asr.units import BLANK_ID
 from nasr.data.asr_dataset import AsrBatch
 from nasr.nas.ops import halved_lengths
 from nasr.train.loop import autocast_context
+from nasr.utils.log import progress
 
 NUM_REDUCTIONS = 2  # the ASR network's two reduction cells (1/3 and 2/3 of the depth)
 
@@ -121,7 +121,7 @@ def train_ctc_epoch(model, loader, optimizer, device, *, grad_clip: float = 5.0,
     wait = 0.0
     start = time.perf_counter()
     t_ready = start
-    bar = tqdm(loader, desc=desc, leave=False, mininterval=2.0)
+    bar = progress(loader, desc=desc, unit="batch")
     for batch in bar:
         wait += time.perf_counter() - t_ready
         batch = batch_to(batch, device)
@@ -151,7 +151,7 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     total = n = 0.0
     hyps: Dict[str, List[int]] = {}
     refs: Dict[str, List[int]] = {}
-    for batch, utts in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
+    for batch, utts in progress(loader, desc=desc, unit="batch"):
         batch = batch_to(batch, device)
         log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)

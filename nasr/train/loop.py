@@ -10,7 +10,8 @@ from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+
+from nasr.utils.log import progress
 
 
 def autocast_context(device: torch.device, bf16: bool):
@@ -27,7 +28,7 @@ def train_one_epoch(model, loader, optimizer, device, *, epoch: int, aux_weight:
     tot_loss = tot_correct = tot_n = 0
     wait_s = step_s = 0.0
     t_prev = time.perf_counter()
-    bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, mininterval=2.0)
+    bar = progress(loader, desc=f"{desc} epoch {epoch}", unit="batch")
     for x, y in bar:
         t_data = time.perf_counter()
         wait_s += t_data - t_prev
@@ -63,7 +64,7 @@ def predict(model, loader, device, bf16: bool = False, desc: str = "eval"):
     """Returns (logits [N, K] float32, refs [N]) in loader order."""
     model.eval()
     outs, refs = [], []
-    for x, y in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
+    for x, y in progress(loader, desc=desc, unit="batch"):
         with autocast_context(device, bf16):
             out = model(x.to(device))
         logits = out[0] if isinstance(out, tuple) else out

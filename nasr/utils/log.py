@@ -1,5 +1,9 @@
 """Logging set-up used by every entry point: console + `<exp>/log/<name>.log`, opened with the
-command line, the git commit and the environment so that a log alone tells how a number was made."""
+command line, the git commit and the environment so that a log alone tells how a number was made.
+
+`progress` is the one place that decides how a loop shows its progress: a tqdm bar on a terminal,
+log lines when stderr is a file (a job runner's log, `2>log`, a pipe), where a redrawn bar would
+leave thousands of carriage-return frames."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +11,9 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterable, Optional
 
 FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
@@ -57,3 +63,70 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
     if with_env:
         log.info("environment: %s", environment())
     return log
+
+
+class LogProgress:
+    """The part of tqdm's interface the loops use (iterate, update, set_postfix, close, `with`), for
+    output that is not a terminal: one log line per N items, N being however many items take
+    `interval` seconds, so a short loop adds no line (its caller logs one per epoch) and a loop of
+    hours shows it is alive.  A loop that logged any line also logs its end."""
+
+    def __init__(self, iterable: Optional[Iterable] = None, *, desc: str = "", total: Optional[int] = None,
+                 unit: str = "it", interval: float = 60.0):
+        self.iterable, self.desc, self.unit, self.interval = iterable, desc, unit, interval
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total, self.n, self.postfix = total, 0, ""
+        self.start = self.last = time.monotonic()
+        self.lines = 0
+        self.log = logging.getLogger("nasr.progress")
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, **kwargs) -> None:
+        self.postfix = " ".join(f"{k}={v}" for k, v in kwargs.items())
+
+    def close(self) -> None:
+        if self.lines:
+            self._line(time.monotonic(), done=True)
+            self.lines = 0
+
+    def _line(self, now: float, done: bool = False) -> None:
+        seconds = now - self.start
+        of = f"/{self.total}" if self.total is not None else ""
+        rate = self.n / seconds if seconds > 0 else 0.0
+        self.log.info("%s%s: %d%s %s in %.0f s (%.2f %s/s)%s", self.desc or "progress", " done" if done else "",
+                      self.n, of, self.unit, seconds, rate, self.unit, f" {self.postfix}" if self.postfix else "")
+        self.lines += 1
+
+
+def progress(iterable: Optional[Iterable] = None, *, desc: str = "", total: Optional[int] = None,
+             unit: str = "it", disable: bool = False, leave: bool = False, interval: float = 60.0):
+    """A tqdm bar when stderr is a terminal, else a `LogProgress` (log lines, nothing redrawn).
+    `disable` shows nothing either way; `leave` keeps the finished bar on the terminal."""
+    if disable:
+        return LogProgress(iterable, desc=desc, total=total, unit=unit, interval=float("inf"))
+    if getattr(sys.stderr, "isatty", lambda: False)():
+        from tqdm import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, mininterval=2.0, file=sys.stderr)
+    return LogProgress(iterable, desc=desc, total=total, unit=unit, interval=interval)

@@ -8,6 +8,8 @@ typed in by hand: a recipe's report step only chooses the columns.
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -78,11 +80,30 @@ def summary_section(summary_lines: Sequence[str]) -> List[str]:
     return ["## Summary lines", "", "```", *summary_lines, "```", ""]
 
 
+_DECODE_DIR = re.compile(r"[\w./-]+/decode_[\w.-]+")
+
+
+def say_dropped_rows(out: Path, text: str) -> List[str]:
+    """The decode dirs that `out` (the table about to be replaced) names and `text` does not: rows
+    whose score files are gone from exp/ (a fresh clone, a removed experiment).  Said on stderr, so
+    that regenerating a committed RESULTS.md never drops a row silently.  Returns them."""
+    out = Path(out)
+    if not out.is_file():
+        return []
+    gone = sorted(set(_DECODE_DIR.findall(out.read_text(encoding="utf-8"))) - set(_DECODE_DIR.findall(text)))
+    if gone:
+        print(f"warning: {out} loses the rows of {', '.join(gone)}: their score files are not under the "
+              f"exp dir any more (fix: rerun the stages that make them, or write the table elsewhere "
+              f"with --out and keep {out})", file=sys.stderr)
+    return gone
+
+
 def write_report(out: Path, text: str, json_path: Path, set_name: str, rows: Sequence[Dict]) -> None:
+    say_dropped_rows(out, text)
     with atomic_write(out) as fh:
         fh.write(text)
     write_json(json_path, {"set": set_name, "systems": list(rows)})
 
 
 __all__ = ["add_report_args", "collect_results", "fmt", "hours", "markdown_table", "preamble",
-           "commands_section", "summary_section", "write_report"]
+           "commands_section", "summary_section", "say_dropped_rows", "write_report"]

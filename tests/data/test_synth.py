@@ -214,3 +214,22 @@ def test_cli_builds_once_and_refuses_other_arguments(tmp_path):
                                                                     "yes"]
     assert main(argv) == 0 and _tree_digest(out) == before
     assert main(argv[:-1] + ["--seed", "3", str(out)]) == 1
+
+
+def test_cli_with_workers_leaves_no_espeak_folder_in_tmpdir(tmp_path):
+    """Pool workers end through os._exit (no atexit): they share the parent's eSpeak data folder,
+    which the parent removes, instead of each leaving a nasr-espeak-* folder behind."""
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "NASR_ESPEAK_DATA"}  # not this process's folder
+    env.update(TMPDIR=str(tmp), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", "nasr.bin.make_synth_corpus", "speech_commands",
+                           "--num-speakers", "1", "--words", "yes", "no", "--noise-seconds", "0.2",
+                           "--nj", "2", str(tmp_path / "sc")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted((tmp_path / "sc").iterdir()) and sorted(p.name for p in tmp.iterdir()) == []

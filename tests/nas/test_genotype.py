@@ -133,3 +133,41 @@ def test_dot_contains_every_op_and_files_are_written(tmp_path):
     assert written["reduce"][0] == tmp_path / "darts_v2_reduce.dot"
     with pytest.raises(ValueError, match="normal' or 'reduce"):
         genotype_to_dot(DARTS_V2, "both")
+
+
+def test_a_missing_graphviz_is_said_once_with_the_install_hint(tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    from nasr.nas import draw
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(draw, "_said_no_dot", False)
+    caplog.set_level(logging.WARNING, logger="nasr.nas.draw")
+    for k in range(3):  # e.g. one drawing per seed or stage
+        written = draw.draw_genotype(DARTS_V2, tmp_path / f"g{k}")
+        assert [p.suffix for p in written["normal"]] == [".dot"]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "apt-get install graphviz" in said[0] and "not on PATH" in said[0]
+
+
+def test_search_alphas_go_to_one_tensorboard_run_as_heatmaps(tmp_path):
+    """One run per experiment: the alphas are an image per cell, not a run per op and edge."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nasr.bin.search import log_alphas
+    from nasr.nas.search_model import SearchNetwork
+    from nasr.nas.spaces import get_space
+
+    net = SearchNetwork(1, 3, 4, 3, get_space("nas1"), reduction="thirds")
+    writer = SummaryWriter(str(tmp_path / "tensorboard"))
+    for epoch in (1, 2):
+        log_alphas(writer, net, epoch)
+    writer.close()
+    runs = {p.parent for p in (tmp_path / "tensorboard").rglob("events.out.tfevents.*")}
+    assert runs == {tmp_path / "tensorboard"}
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == ["alphas/normal", "alphas/reduce"]
+    assert [e.step for e in events.Images("alphas/normal")] == [1, 2]

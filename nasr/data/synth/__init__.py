@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, Iterable, List, Sequence
 
 import numpy as np
 
+from nasr.utils.log import progress
+
 SAMPLE_RATE = 16000
 DONE_MARKER = ".done"
 
@@ -132,17 +134,18 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], num_workers: int, de
     Workers are spawned, not forked: the parent may hold threads (torch, tqdm) that a fork would
     copy in a locked state.
     """
-    from tqdm import tqdm
-
     if num_workers <= 1 or len(jobs) <= 1:
         if initializer is not None:
             initializer(*initargs)
-        return [fn(job) for job in tqdm(jobs, desc=desc, unit="utt", mininterval=1.0)]
+        return [fn(job) for job in progress(jobs, desc=desc, unit="utt", leave=True)]
+    from .espeak import share_data_dir
+
+    share_data_dir()  # the workers' eSpeak data folder, removed when this process exits
     ctx = multiprocessing.get_context("spawn")
     chunksize = max(1, min(64, len(jobs) // (num_workers * 8)))
     with ctx.Pool(num_workers, initializer=initializer, initargs=initargs) as pool:
-        return list(tqdm(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc,
-                         unit="utt", mininterval=1.0))
+        return list(progress(pool.imap(fn, jobs, chunksize=chunksize), total=len(jobs), desc=desc,
+                             unit="utt", leave=True))
 
 
 class CorpusExistsError(RuntimeError):

@@ -25,6 +25,7 @@ So the same text, parameters and seed give the same samples in any process and i
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import shutil
@@ -56,10 +57,53 @@ class EspeakError(RuntimeError):
 STEADY_VARIANT = "steady"  # our flutter-free variant for voices named without one
 
 
+PRIVATE_DATA_ENV = "NASR_ESPEAK_DATA"  # the private data folder a process hands to those it starts
+_MADE_FROM = "made-from.txt"  # in that folder: the shipped espeak-ng-data it links to
+
+
+def private_data_dir(shipped: str) -> str:
+    """The private espeak-ng-data folder of this process tree (see `_make_private_data_dir`).
+
+    The first process that needs one makes it, removes it when it exits, and names it in
+    $NASR_ESPEAK_DATA, so the processes it starts afterwards (the corpus makers' pool workers) use
+    the same folder.  They must not make their own: pool workers leave through os._exit, which runs
+    no atexit handler, and every worker left a `nasr-espeak-*` folder in TMPDIR."""
+    inherited = os.environ.get(PRIVATE_DATA_ENV)
+    if inherited:
+        with contextlib.suppress(OSError):
+            with open(os.path.join(inherited, _MADE_FROM), encoding="utf-8") as f:
+                if f.read() == shipped:
+                    return inherited
+    root = _make_private_data_dir(shipped)
+    os.environ[PRIVATE_DATA_ENV] = root
+    return root
+
+
+def share_data_dir() -> str:
+    """Make (or find) the private data folder now, in the parent, so that the worker processes
+    started next use it instead of each making one of its own."""
+    return private_data_dir(_loader().get_data_path())
+
+
+def _loader():
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise EspeakError("the Python package 'espeakng-loader' is not installed "
+                          "(fix: pip install espeakng-loader)") from None
+    return espeakng_loader
+
+
+def _remove_if_owner(root: str, owner_pid: int) -> None:
+    # A forked child inherits this atexit handler; only the process that made the folder removes it.
+    if os.getpid() == owner_pid:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _make_private_data_dir(shipped: str) -> str:
     """A temp folder holding `espeak-ng-data` that links to `shipped`, with flutter-free variants."""
     root = tempfile.mkdtemp(prefix="nasr-espeak-")
-    atexit.register(shutil.rmtree, root, True)
+    atexit.register(_remove_if_owner, root, os.getpid())
     data = os.path.join(root, "espeak-ng-data")
     os.makedirs(os.path.join(data, "voices", "!v"))
     for name in os.listdir(shipped):
@@ -78,6 +122,8 @@ def _make_private_data_dir(shipped: str) -> str:
             f.write(text.rstrip(b"\n") + b"\nflutter 0\n")
     with open(os.path.join(data, "voices", "!v", STEADY_VARIANT), "w") as f:
         f.write(f"language variant\nname {STEADY_VARIANT}\nflutter 0\n")
+    with open(os.path.join(root, _MADE_FROM), "w", encoding="utf-8") as f:  # last: the folder is complete
+        f.write(shipped)
     return root
 
 
@@ -85,11 +131,7 @@ class _Engine:
     """One initialised eSpeak NG library (a process-wide singleton: the C library has global state)."""
 
     def __init__(self):
-        try:
-            import espeakng_loader
-        except ImportError:
-            raise EspeakError("the Python package 'espeakng-loader' is not installed "
-                              "(fix: pip install espeakng-loader)") from None
+        espeakng_loader = _loader()
         lib_path = espeakng_loader.get_library_path()
         shipped_data = espeakng_loader.get_data_path()
         try:
@@ -115,7 +157,7 @@ class _Engine:
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = None
 
-        private_root = _make_private_data_dir(shipped_data)
+        private_root = private_data_dir(shipped_data)
         self.native_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
                                                  private_root.encode(), 0)
         if self.native_rate <= 0:
