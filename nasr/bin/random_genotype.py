@@ -2,10 +2,11 @@
 baseline row: retrained at the searched cell's budget, it tells whether the search beat chance).
 
 The space, the cell size and the caps are read from the search config (and profile), so the draw
-is from exactly the space the search derived its genotype from. Writes the genotype JSON.
+is from exactly the space the search derived its genotype from. Writes the genotype JSON and, beside it,
+`random.json` (space, seed, caps, command), by which the report knows the row is a random draw.
 
 e.g.: python -m nasr.bin.random_genotype --config conf/search_nas1.yaml --profile conf/synth.yaml \
-        --seed 2 --out exp/random_nas1_seed2/genotype.json
+        --seed 2 --out exp/random_nas1_arch2/genotype.json
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from nasr.nas.random_genotype import random_genotype
 from nasr.utils.config import load_config
+from nasr.utils.io import write_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,11 @@ def main(argv=None) -> int:
                         max_ops_reduce=cfg.get("max_ops_reduce"))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     g.save(args.out)
+    # Beside the genotype, as search.json is beside a searched one: the report tells the rows apart.
+    write_json(Path(args.out).parent / "random.json", {
+        "space": space, "seed": args.seed, "max_ops": cfg.get("max_ops") or cfg.get("max_ops_normal"),
+        "max_ops_reduce": cfg.get("max_ops_reduce"),
+        "command": " ".join(["python -m nasr.bin.random_genotype"] + (argv if argv is not None else sys.argv[1:]))})
     print(f"wrote {args.out}: {g.to_json()}", end="")
     return 0
 

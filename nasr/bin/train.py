@@ -170,6 +170,9 @@ def main(argv=None) -> int:
     write_json(exp / "train.json", {"model": mcfg["name"], "genotype_source": args.genotype, "params": prof["params"], "macs": prof["macs"],
                                     "epochs": cfg["epochs"], "train_seconds": train_seconds,
                                     "device": describe_device(device), "input_size": cfg["input_size"],
+                                    "train_data": list(args.train_data),
+                                    "checkpoint_selection": (f"best validation accuracy on {' '.join(args.valid_data)}"
+                                                             if valid_ds is not None else "last epoch"),
                                     "command": " ".join(["python -m nasr.bin.train"]
                                                         + (argv if argv is not None else sys.argv[1:]))})
     log.info("done: %d epochs in %.1f s", cfg["epochs"], train_seconds)
