@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List
 
 from nasr.utils.io import read_json
-from nasr.utils.compare import group_runs, pm, verdicts
+from nasr.utils.compare import group_runs, pm, row_name, verdicts
 from nasr.utils.report import (add_report_args, collect_results, commands_section, fmt, hours,
                                markdown_table, preamble, summary_section, write_report)
 
@@ -87,27 +87,48 @@ def selection_section(rows) -> List[str]:
     return lines + [""]
 
 
+def curve_series(exp_root: Path) -> List[dict]:
+    """Per run with a `history.json`: {panel (search/train), row, run, split (train/valid), epochs,
+    acc (%)}. A search's splits are its weight half and its alpha half; a trained model's are its
+    training data (augmented) and its validation data."""
+    out = []
+    for path in sorted(exp_root.glob("*/history.json")):
+        hist = read_json(path)
+        name = path.parent.name
+        panel = "search" if name.startswith("search") else "train"
+        for split in ("train", "valid"):
+            pts = [(h["epoch"], 100 * h[split]["acc"]) for h in hist if split in h]
+            if pts:
+                out.append({"panel": panel, "row": row_name(name), "run": name, "split": split,
+                            "epochs": [e for e, _ in pts], "acc": [a for _, a in pts]})
+    return out
+
+
 def plot_curves(exp_root: Path, out_png: Path) -> bool:
-    """Accuracy per epoch of every search (supernet on its validation half) and every training run
-    (training accuracy), from the `history.json` files the steps write."""
-    runs = sorted(exp_root.glob("*/history.json"))
-    if not runs:
+    """Training accuracy (solid) beside validation accuracy (dashed) per epoch, for every search
+    and every trained model; one colour per table row (the seeds of a model share it)."""
+    series = curve_series(exp_root)
+    if not series:
         return False
     from nasr.utils.plot import pyplot, save_figure
 
-    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4))
-    for path in runs:
-        hist = read_json(path)
-        name = path.parent.name
-        ax, key = (axes[0], "valid") if name.startswith("search") else (axes[1], "train")
-        ax.plot([h["epoch"] for h in hist], [100 * h[key]["acc"] for h in hist], marker="o", label=name)
-    axes[0].set_title("search: supernet accuracy on the alpha half")
-    axes[1].set_title("training accuracy (augmented)")
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 4.5))
+    panels = {"search": axes[0], "train": axes[1]}
+    colours, labelled = {}, set()
+    for c in series:
+        colour = colours.setdefault(c["row"], f"C{len(colours) % 10}")
+        label = c["row"] if (c["panel"], c["row"]) not in labelled else None
+        labelled.add((c["panel"], c["row"]))
+        panels[c["panel"]].plot(c["epochs"], c["acc"], color=colour, lw=1, label=label,
+                                ls="-" if c["split"] == "train" else "--", marker="" if c["split"] == "train" else ".")
+    axes[0].set_title("search: supernet on weight half (solid), alpha half (dashed)")
+    axes[1].set_title("training (solid, augmented) and validation (dashed)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out_png)
     return True
@@ -125,7 +146,7 @@ def main(argv=None) -> int:
     # The plot sits beside RESULTS.md (committed with it), not under exp/ (not committed).
     png = Path(args.out).with_name(Path(args.out).stem + "_curves.png")
     if plot_curves(exp_root, png):
-        text += f"\n![accuracy per epoch]({png.name})\n"
+        text += f"\n![training and validation accuracy per epoch]({png.name})\n"
     write_report(Path(args.out), text, Path(args.json_out or exp_root / "results.json"), args.set, rows)
     print(f"wrote {args.out} ({len(rows)} systems)")
     return 0

@@ -43,7 +43,8 @@ def run_budget(train_exp: Path) -> Dict:
     optim = cfg.get("optim") or {}
     data = info.get("train_data")
     return {"epochs": cfg.get("epochs", info.get("epochs")),
-            "train_data": sorted(Path(d).as_posix() for d in data) if data else None,
+            "train_data": (sorted(Path(d).as_posix() for d in data)
+                           + [f"{info.get('holdout_speakers') or 0} of the speakers held out"]) if data else None,
             "augment": cfg.get("augment"),
             "schedule": {"optim": optim.get("name"), "decay": "cosine per step", "lr_min": optim.get("lr_min")}
             if optim else None}

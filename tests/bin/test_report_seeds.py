@@ -77,3 +77,20 @@ def test_other_training_data_means_no_verdict(tmp_path):
     text = out.read_text()
     assert "`train_nas1` vs `train_tc_resnet14`: no verdict, the budgets differ (train_data differs)" in text
     assert "beats `train_res15`" in text  # res15 at 10 epochs now: equal budgets
+
+
+def test_curves_show_validation_beside_training_for_every_trained_model(tmp_path):
+    exp = make_exp(tmp_path)
+    hist = [{"epoch": e, "train": {"acc": 0.1 * e}, "valid": {"acc": 0.08 * e}} for e in (1, 2)]
+    for run in ("train_nas1_seed1", "train_nas1_seed2", "train_tc_resnet14_seed1", "search_nas1"):
+        (exp / run / "history.json").write_text(json.dumps(hist))
+    series = report.curve_series(exp)
+    got = {(c["panel"], c["run"], c["split"]) for c in series}
+    for run in ("train_nas1_seed1", "train_nas1_seed2", "train_tc_resnet14_seed1"):
+        assert {("train", run, "train"), ("train", run, "valid")} <= got
+    assert {("search", "search_nas1", "train"), ("search", "search_nas1", "valid")} <= got
+    assert {c["row"] for c in series if c["run"].startswith("train_nas1")} == {"train_nas1"}
+    out = tmp_path / "RESULTS.md"
+    assert report.main(["--exp-root", str(exp), "--out", str(out)]) == 0
+    assert (tmp_path / "RESULTS_curves.png").stat().st_size > 1000
+    assert "![training and validation accuracy per epoch](RESULTS_curves.png)" in out.read_text()
