@@ -45,7 +45,9 @@ def run_budget(train_exp: Path) -> Dict:
     return {"epochs": cfg.get("epochs", info.get("epochs")),
             "train_data": (sorted(Path(d).as_posix() for d in data)
                            + [f"{info.get('holdout_speakers') or 0} of the speakers held out"]) if data else None,
-            "augment": cfg.get("augment"),
+            # A step without an `augment` section augments nothing (data-level perturbation, as
+            # speed perturbation, shows in train_data).
+            "augment": cfg.get("augment", "none") if cfg else None,
             "schedule": {"optim": optim.get("name"), "decay": "cosine per step", "lr_min": optim.get("lr_min")}
             if optim else None}
 
