@@ -48,7 +48,7 @@ def render(rows, title: str, note: str, set_name: str) -> str:
         searched = r["model"] == "darts_net"
         seconds = [x["train_seconds"] for x in runs if x.get("train_seconds") is not None]
         table.append([
-            row_label(g), g["name"], f"{len(runs)} {'archs' if g['kind'] == 'random' else 'seeds'}",
+            row_label(g), g["name"], f"{len(runs)} {'arch' if g['kind'] == 'random' else 'seed'}{'s' if len(runs) > 1 else ''}",
             fmt(r.get("cells") if searched else None), fmt(r.get("channels") if searched else None),
             spread([x["params"] / 1e3 for x in runs], "{:.1f}") + "K",
             spread([x["macs"] / 1e6 for x in runs], "{:.2f}") + "M", pm(g["mean"], g["std"]),

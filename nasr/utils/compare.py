@@ -103,7 +103,8 @@ def verdicts(groups: Sequence[Dict], higher_is_better: bool = True, unit: str = 
                 continue
             margin = (s["mean"] - o["mean"]) * (1 if higher_is_better else -1)
             word = "beats" if margin > 0 else "trails" if margin < 0 else "ties"
-            spread = "" if o["std"] is None else f" (their spread ± {scale * o['std']:.2f})"
+            spread = "" if o["std"] is None else (
+                f" ({'within' if abs(margin) <= o['std'] else 'outside'} their spread ± {scale * o['std']:.2f})")
             what = (f"the {len(o['runs'])} random architectures' mean" if o["kind"] == "random"
                     else f"`{o['name']}`")
             lines.append(f"- `{s['name']}` ({len(s['runs'])} run(s), {pm(s['mean'], s['std'], scale)}) {word} "

@@ -59,8 +59,9 @@ def test_seeds_and_random_archs_become_rows_with_mean_std(tmp_path):
     assert "3 archs" in rnd and "87.00 ± 2.00" in rnd
     # equal budgets: a verdict with the margin; the random row's mean and spread
     assert "`train_nas1` (3 run(s), 91.00 ± 1.00) beats `train_tc_resnet14`" in text
-    assert "by 9.00 points (their spread ± 2.00)" in text
-    assert "beats the 3 random architectures' mean (3 run(s), 87.00 ± 2.00) by 4.00 points" in text
+    assert "by 9.00 points (outside their spread ± 2.00)" in text
+    assert "beats the 3 random architectures' mean (3 run(s), 87.00 ± 2.00) by 4.00 points (outside" in text
+    assert "| 1 seed |" in text
     # Res15 trained 3 epochs against 10: no verdict, and the reason
     assert "`train_nas1` vs `train_res15`: no verdict, the budgets differ (epochs 10 vs 3)" in text
     assert "beats `train_res15`" not in text
