@@ -216,8 +216,9 @@ def main(argv=None) -> int:
         history.append({"epoch": epoch, "lr": lr, "alphas_trained": epoch > a["start_epoch"],
                         "train_running": running, "train": train, "valid": valid, "health": health})
         write_json(exp / "history.json", history)
-        write_json(exp / "health.json", [health_record(h) for h in history])
-        plot_health([health_record(h) for h in history], exp / "health.png")
+        logged = [health_record(h) for h in history if "health" in h]
+        write_json(exp / "health.json", logged)
+        plot_health(logged, exp / "health.png")
         for split, r in (("train", train), ("valid", valid)):
             writer.add_scalar(f"{split}/loss", r["loss"], epoch)
             writer.add_scalar(f"{split}/acc", r["acc"], epoch)
@@ -236,7 +237,8 @@ def main(argv=None) -> int:
 
     # "the best cell architecture with the highest validation score found by the search phase"
     best = pick_best(history)
-    warning = near_uniform_warning(history[-1]["health"])
+    final = history[-1].get("health")  # None in a history written before health was logged
+    warning = near_uniform_warning(final) if final else None
     if warning:
         log.warning("%s", warning)
     best_path = exp / "genotypes" / f"epoch-{best['epoch']}.json"
@@ -250,8 +252,8 @@ def main(argv=None) -> int:
         "device": describe_device(device), "device_hours": search_seconds / 3600.0,
         "cells": cfg["model"]["layers"], "channels": cfg["model"]["C"],
         "selected_on": "supernet accuracy on the alpha half (validation data, batch statistics)",
-        "final_alpha_entropy_ratio": history[-1]["health"]["mean_entropy_ratio"],
-        "final_top_op_weight": history[-1]["health"]["mean_top_weight"], "warning": warning,
+        "final_alpha_entropy_ratio": final["mean_entropy_ratio"] if final else None,
+        "final_top_op_weight": final["mean_top_weight"] if final else None, "warning": warning,
         "command": " ".join(["python -m nasr.bin.search"] + (argv if argv is not None else sys.argv[1:]))})
     log.info("best epoch %d (valid acc %.4f); genotype -> %s; search took %.1f s on %s", best["epoch"],
              best["valid"]["acc"], exp / "genotype.json", search_seconds, describe_device(device))
