@@ -48,7 +48,7 @@ def run_budget(train_exp: Path) -> Dict:
             # A step without an `augment` section augments nothing (data-level perturbation, as
             # speed perturbation, shows in train_data).
             "augment": cfg.get("augment", "none") if cfg else None,
-            "schedule": {"optim": optim.get("name"), "decay": "cosine per step", "lr_min": optim.get("lr_min")}
+            "schedule": {"optim": optim.get("name"), "decay": "cosine", "lr_min": optim.get("lr_min")}
             if optim else None}
 
 
@@ -96,6 +96,8 @@ def verdicts(groups: Sequence[Dict], higher_is_better: bool = True, unit: str = 
     lines = []
     for s in (g for g in groups if g["kind"] == "searched"):
         for o in (g for g in groups if g is not s):
+            if o["kind"] == "random" and o["runs"][0]["random_arch"].get("space") != s["runs"][0].get("search_space"):
+                continue  # random cells of another space are another search's chance level
             diffs = budget_differences(s["budget"], o["budget"]) + s["budget_mismatch"] + o["budget_mismatch"]
             if diffs:
                 lines.append(f"- `{s['name']}` vs `{o['name']}`: no verdict, the budgets differ "
