@@ -17,6 +17,8 @@ unit=                       # syllable (the paper's CI syllables), char, or bpe;
                             # char with --synth true (greedy CER needs units that spell characters)
 spaces="asr_revised darts"  # op spaces searched: asr_revised -> ASRNET-B, darts -> ASRNET-A
 seeds=                      # searches per space, the lowest validation loss wins; default 3, 1 with --synth true
+random_archs=3              # stage 5: per space, random genotypes drawn from its op space under the
+                            # P-DARTS op caps, trained like the searched one (seed K for draw K); 0: none
 search_set=data/train_sp    # split in halves: weights / alphas
 nj=2                        # feature extraction and corpus synthesis jobs
 device=auto                 # auto, cpu, cuda or cuda:N
@@ -104,14 +106,25 @@ if run_stage 5 "retrain the small evaluation networks (CTC)"; then
     python -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
       --train-data data/train_sp --valid-data data/dev --lang "$lang" \
       --genotype exp/pdarts_${space}/genotype.json --exp-dir exp/train_${net} --device "$device" --resume
+    # Does the search beat chance? Cells drawn uniformly from the same space under the same caps,
+    # trained with the searched network's config (same epochs, schedule and data).
+    for k in $(seq 1 "$random_archs"); do
+      python -m nasr.bin.random_genotype --config conf/pdarts_${space}.yaml $profile_opt --seed "$k" \
+        --out exp/random_${space}_arch$k/genotype.json
+      python -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
+        --train-data data/train_sp --valid-data data/dev --lang "$lang" \
+        --genotype exp/random_${space}_arch$k/genotype.json --exp-dir exp/train_random_${space}_arch$k \
+        --device "$device" --resume --override seed=$k
+    done
   done
   done_stage 5
 fi
 
 if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
   for space in $spaces; do
-    python -m nasr.bin.decode_ctc --exp-dir exp/train_$(net_of $space) --data data/test --name test \
-      --device "$device"
+    for d in exp/train_$(net_of $space) $(seq -f "exp/train_random_${space}_arch%g" 1 "$random_archs"); do
+      python -m nasr.bin.decode_ctc --exp-dir "$d" --data data/test --name test --device "$device"
+    done
   done
   done_stage 6
 fi

@@ -30,12 +30,18 @@ synth_speakers=150          # synthetic corpus size: speakers x 30 words
 seed=1                      # seed of the data split and the synthetic corpus
 results=RESULTS.md          # the report stage's table (make demo writes exp/RESULTS.md instead,
                             # so the committed table keeps the rows of runs the demo does not make)
+seeds=1                     # stages 4-6: train each model with seeds 1..N (exp dirs train_<model>_seedK)
+random_archs=3              # stage 6: random architectures from the search's space and op caps, trained
+                            # at the searched network's budget (seed K for draw K); 0: none
+baselines=                  # stage 6 hand-designed baselines; default "res15 tc_resnet14" ("tc_resnet14"
+                            # with --synth true: Res15 cannot get the searched network's epochs there)
 
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
  e.g.: $0 --corpus-dir /data/speech_commands_v0.01 --space nas2 --stage 3
 Stages: 0 corpus (download or synthesize), 1 data prep, 2 features, 3 search, 4 retrain,
-        5 evaluate (--search tower: 3-5 search, retrain, evaluate a tower), 6 baselines (Res15, TC-ResNet14-1.5), 7 report"
+        5 evaluate (--search tower: 3-5 search, retrain, evaluate a tower), 6 baselines (Res15,
+        TC-ResNet14-1.5, random architectures; every model at the same epochs), 7 report"
 
 . ./path.sh
 . ./cmd.sh
@@ -45,7 +51,11 @@ if [ $# -ne 0 ]; then echo "$0: unexpected argument '$1' (options are --name val
 if $synth; then
   corpus_dir=corpus/synth_speech_commands
   [ -z "$profile" ] && profile=conf/synth.yaml
+  # Res15 (958M MACs per clip) at the searched network's epochs would take longer than the whole
+  # small-profile run, and a Res15 given fewer epochs is no fair comparison: left out (see synth.yaml).
+  [ -z "$baselines" ] && baselines=tc_resnet14
 fi
+[ -z "$baselines" ] && baselines="res15 tc_resnet14"
 profile_opt=${profile:+--profile $profile}
 search_exp=exp/search_${space}
 train_exp=exp/train_${space}
@@ -84,15 +94,19 @@ if [ "$search" = darts ] && run_stage 3 "DARTS search ($space)"; then
   done_stage 3
 fi
 
-if [ "$search" = darts ] && run_stage 4 "retrain from $search_exp/genotype.json"; then
-  python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
-    --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
-    --exp-dir "$train_exp" --device "$device"
+if [ "$search" = darts ] && run_stage 4 "retrain from $search_exp/genotype.json ($seeds seeds)"; then
+  for k in $(seq 1 "$seeds"); do
+    python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
+      --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
+      --exp-dir "${train_exp}_seed$k" --device "$device" --override seed=$k
+  done
   done_stage 4
 fi
 
 if [ "$search" = darts ] && run_stage 5 "evaluate"; then
-  python -m nasr.bin.evaluate --exp-dir "$train_exp" --data "$test_set" --name test --device "$device"
+  for k in $(seq 1 "$seeds"); do
+    python -m nasr.bin.evaluate --exp-dir "${train_exp}_seed$k" --data "$test_set" --name test --device "$device"
+  done
   done_stage 5
 fi
 
@@ -116,17 +130,32 @@ if [ "$search" = tower ]; then  # stages 3-5 for the tower search (see egs/lid f
   fi
 fi
 
-if run_stage 6 "baselines"; then
-  for b in res15 tc_resnet14; do
-    python -m nasr.bin.train --config conf/train_${b}.yaml $profile_opt \
-      --train-data "$train_set" "$valid_set" --exp-dir exp/train_${b} --device "$device"
-    python -m nasr.bin.evaluate --exp-dir exp/train_${b} --data "$test_set" --name test --device "$device"
+if run_stage 6 "baselines ($baselines, $seeds seeds; $random_archs random $space architectures)"; then
+  for b in $baselines; do
+    for k in $(seq 1 "$seeds"); do
+      python -m nasr.bin.train --config conf/train_${b}.yaml $profile_opt \
+        --train-data "$train_set" "$valid_set" --exp-dir exp/train_${b}_seed$k --device "$device" \
+        --override seed=$k
+      python -m nasr.bin.evaluate --exp-dir exp/train_${b}_seed$k --data "$test_set" --name test --device "$device"
+    done
+  done
+  # Does the search beat chance? Cells drawn uniformly from the same space under the same op caps,
+  # trained with the searched network's config (same epochs, schedule, augmentation and data).
+  [ "$search" = darts ] || random_archs=0
+  for k in $(seq 1 "$random_archs"); do
+    python -m nasr.bin.random_genotype --config conf/search_${space}.yaml $profile_opt --seed "$k" \
+      --out exp/random_${space}_arch$k/genotype.json
+    python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
+      --train-data "$train_set" "$valid_set" --genotype exp/random_${space}_arch$k/genotype.json \
+      --exp-dir exp/train_random_${space}_arch$k --device "$device" --override seed=$k
+    python -m nasr.bin.evaluate --exp-dir exp/train_random_${space}_arch$k --data "$test_set" --name test \
+      --device "$device"
   done
   done_stage 6
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')\`"
+  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')$( [ "$seeds" -gt 1 ] && echo " --seeds $seeds" || true)\`"
   python -m nasr.bin.report --exp-root exp --set test --out "$results" \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

@@ -73,6 +73,7 @@ def main(argv=None) -> int:
         "labels": labels, "confusion": cm.tolist(), "epochs": cfg.get("epochs"),
         "train_seconds": train_info.get("train_seconds"), "device": train_info.get("device"),
         "genotype_source": train_info.get("genotype_source"), "train_command": train_info.get("command"),
+        "checkpoint_selection": train_info.get("checkpoint_selection"),
         "eval_command": " ".join(["python -m nasr.bin.evaluate"] + (argv if argv is not None else sys.argv[1:]))})
     with atomic_write(out / "summary") as f:
         f.write(summary + "\n")

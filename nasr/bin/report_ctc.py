@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nasr.utils.compare import group_runs, pm, verdicts
 from nasr.utils.report import (add_report_args, collect_results, commands_section, fmt, hours,
                                markdown_table, preamble, summary_section, write_report)
 
@@ -21,16 +22,32 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def render(rows, title, note, set_name) -> str:
-    header = ["architecture", "space", "L", "C", "params (M)", "token acc (%)", "greedy CER (%)",
-              "search cost (h)", "train cost (h)", "device"]
-    table = [[r["system"], fmt(r["search_space"]), fmt(r.get("cells")), fmt(r.get("channels")),
-              f"{r['params'] / 1e6:.2f}", f"{100 * r['token_accuracy']:.2f}", fmt(r.get("cer"), "{:.2f}"),
-              fmt(r["search_device_hours"], "{:.3f}"), hours(r.get("train_seconds")), fmt(r.get("device"))]
-             for r in sorted(rows, key=lambda r: -r["token_accuracy"])]
+    groups = sorted(group_runs(rows, score="token_accuracy"), key=lambda g: -g["mean"])
+    header = ["architecture", "runs", "space", "L", "C", "params (M)", "token acc (%) mean ± std",
+              "token acc (%) per run", "greedy CER (%) mean", "search cost (h)", "epochs",
+              "train cost per run (h)", "device"]
+    table = []
+    for g in groups:
+        runs, r = g["runs"], g["runs"][0]
+        space = r["random_arch"]["space"] if g["kind"] == "random" else r["search_space"]
+        cers = [x["cer"] for x in runs if x.get("cer") is not None]
+        seconds = [x["train_seconds"] for x in runs if x.get("train_seconds") is not None]
+        table.append([
+            g["name"] + (" (random)" if g["kind"] == "random" else ""),
+            f"{len(runs)} {'arch' if g['kind'] == 'random' else 'run'}{'s' if len(runs) > 1 else ''}",
+            fmt(space), fmt(r.get("cells")), fmt(r.get("channels")),
+            f"{sum(x['params'] for x in runs) / len(runs) / 1e6:.2f}", pm(g["mean"], g["std"]),
+            ", ".join(f"{100 * x:.2f}" for x in g["scores"]),
+            fmt(sum(cers) / len(cers) if cers else None, "{:.2f}"), fmt(r["search_device_hours"], "{:.3f}"),
+            fmt(r.get("epochs")), hours(sum(seconds) / len(seconds) if seconds else None), fmt(r.get("device"))])
     lines = preamble(title, "nasr.bin.report_ctc", note)
     lines += [f"Token accuracy = 1 - (S + D + I) / N over the model's units on `{set_name}` (greedy "
-              "CTC decoding, no LM); CER over characters where the units spell characters.", ""]
-    lines += markdown_table(header, table) + [""] + commands_section(rows)
+              "CTC decoding, no LM); CER over characters where the units spell characters. `archs`: "
+              "random genotypes from the same space under the search's op caps (nasr.bin.random_genotype), "
+              "trained with the searched network's config.", ""]
+    lines += markdown_table(header, table) + [""]
+    lines += ["## Verdicts (token accuracy)", ""] + (verdicts(groups) or ["- no searched row"]) + [""]
+    lines += commands_section(rows)
     lines += summary_section([line for r in rows for line in (r["token_summary"], r.get("cer_summary")) if line])
     return "\n".join(lines)
 

@@ -56,16 +56,32 @@ def value_at_step(curve: List, step: int, index: int) -> Optional[float]:
     return points[-1][index] if points else None
 
 
+def budget_note(systems: List[Dict]) -> str:
+    """Whether the rows may be compared: every tower trained as many steps with the same
+    hyperparameters (the scored files record both)."""
+    steps = {r.get("train_steps") for r in systems}
+    hparams = {repr(sorted((r.get("hparams") or {}).items())) for r in systems}
+    if None in steps or len(steps) > 1 or len(hparams) > 1:
+        return (f"Budgets differ (train steps per tower {sorted(map(str, steps))}; "
+                f"{len(hparams)} hyperparameter settings): compare the rows with care.")
+    return (f"Equal budgets: every tower, ensemble member and baseline trained {steps.pop()} steps with the "
+            f"same hyperparameters ({', '.join(f'{k} {v:.3g}' if isinstance(v, float) else f'{k} {v}' for k, v in (systems[0].get('hparams') or {}).items())}).")
+
+
 def render(systems, top, baseline, search, title, note, set_name, png_name) -> str:
     from nasr.tower.tower import tower_str
 
     lines = preamble(title, "nasr.bin.report_lid", note)
     lines += [f"## Final results on `{set_name}` (like Table 1)", ""]
     lines += markdown_table(
-        ["system", "tower", "p", "acc (%)", "Cavg", "EER (%)", "params"],
+        ["system", "tower", "p", "acc (%)", "Cavg", "EER (%)", "params", "train steps per tower",
+         "train time (h)"],
         [[r["system"], r["tower"], str(r["p"]), f"{100 * r['acc']:.2f} ({r['correct']}/{r['num']})",
           fmt(r["cavg"], "{:.4f}"), fmt(None if r["eer"] is None else 100 * r["eer"], "{:.2f}"),
-          f"{r['params'] / 1e3:.1f}K"] for r in sorted(systems, key=lambda r: (r["system"], r["p"]))])
+          f"{r['params'] / 1e3:.1f}K", fmt(r.get("train_steps")),
+          fmt(None if r.get("train_seconds") is None else r["train_seconds"] / 3600, "{:.3f}")]
+         for r in sorted(systems, key=lambda r: (r["system"], r["p"]))])
+    lines += ["", budget_note(systems)]
     if search:
         lines += ["", "## Search", "",
                   f"- block set `{search['space']}`; candidates {search['candidates']}; "

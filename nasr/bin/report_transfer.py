@@ -3,7 +3,8 @@ exp/results.json, regenerated from the `exp/*/decode_<set>/results.json` files o
 
 Per test set one table: system, parameters, greedy CER (the model's own units: %CER for char/bpe,
 the syllable error rate %TER for syllables), WFST CER with the LM, prefix-beam CER when run, the
-relative improvement of the WFST CER over the reference system (Table 2's "Rel Imp"), epochs,
+relative improvement of the WFST CER over the reference system (Table 2's "Rel Imp"; only for a
+system trained at the reference's budget: epochs, data, augmentation, schedule), epochs,
 workers and training time; then each system's exact commands and Kaldi-style summary lines.
 Nothing is typed in.
 
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from nasr.utils.compare import budget_differences, run_budget
 from nasr.utils.report import collect_results, markdown_table, write_report
 
 NAMES = {"train_asrnet_a": "ASRNET-A", "train_asrnet_b": "ASRNET-B", "train_dfsmn_san": "DFSMN-SAN"}
@@ -55,6 +57,13 @@ def fmt(x, spec=".2f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def budget_gap(r: Dict, ref: Optional[Dict]) -> List[str]:
+    """Why `r` cannot be compared with the reference (empty: equal budgets), from the runs' files."""
+    if ref is None or r is ref:
+        return []
+    return budget_differences(run_budget(Path(r["exp_dir"]).parent), run_budget(Path(ref["exp_dir"]).parent))
+
+
 def table(rows: List[Dict], reference: str) -> List[str]:
     ref = next((r for r in rows if r["system"] in (reference, f"train_{reference}")), None)
     ref_cer = ref["wfst"]["cer"] if ref is not None and "wfst" in ref else None
@@ -66,7 +75,8 @@ def table(rows: List[Dict], reference: str) -> List[str]:
         wf = r.get("wfst", {}).get("cer")
         greedy = greedy_rate(r)
         g_txt = fmt(greedy) + ("" if r.get("cer") is not None else " TER")
-        rel = None if r is ref else relative_improvement(wf, ref_cer)
+        # Rel Imp is a verdict: stated only where the row trained at the reference's budget.
+        rel = None if r is ref or budget_gap(r, ref) else relative_improvement(wf, ref_cer)
         cells = [display_name(r), fmt(r["params"] / 1e6), g_txt, fmt(wf)]
         if has_beam:
             cells.append(fmt(r.get("beam", {}).get("cer")))
@@ -87,6 +97,13 @@ def render(title: str, command: str, reference: str, per_set: Dict[str, List[Dic
             f"{NAMES.get('train_' + reference, reference)} (Table 2's column).", ""]
     for set_name, rows in per_set.items():
         out += [f"## {set_name}", ""] + table(rows, reference) + [""]
+        ref = next((r for r in rows if r["system"] in (reference, f"train_{reference}")), None)
+        for r in sorted(rows, key=lambda r: r["system"]):
+            gap = budget_gap(r, ref)
+            if gap:
+                out.append(f"- Rel Imp withheld for {display_name(r)}: its budget differs from "
+                           f"{display_name(ref)}'s ({'; '.join(gap)}).")
+        out.append("")
         for r in sorted(rows, key=lambda r: r["system"]):
             out.append(f"- **{display_name(r)}** (`{r['exp_dir']}`, {r.get('device', '?')}, "
                        f"{r.get('distributed', 'single')})")

@@ -2,8 +2,11 @@
 
 Weights are trained on the first half of the search data and the architecture parameters on the
 second half, as in the KWS paper (train = 40 %, valid = 40 % of Speech Commands). Every epoch writes
-its genotype and alphas; the genotype of the epoch with the best validation accuracy becomes
-`<exp-dir>/genotype.json`, with cell diagrams. A killed search resumes from its last epoch.
+its genotype, alphas and search health (`health.json`, `health.png`: supernet accuracy on both halves,
+each edge's alpha entropy against uniform, op counts). The genotype of the epoch with the best
+supernet accuracy on the alpha half (validation data only; scored with batch statistics, see
+nasr.nas.health) among the epochs that trained alphas becomes `<exp-dir>/genotype.json`, with cell
+diagrams; a search whose alphas end near uniform says so. A killed search resumes from its last epoch.
 
 e.g.: python -m nasr.bin.search --config conf/search_nas1.yaml --train-data data/train \
         --valid-data data/valid --exp-dir exp/search_nas1
@@ -21,6 +24,8 @@ import torch.nn.functional as F
 
 from nasr.nas.architect import Architect
 from nasr.nas.draw import alpha_figure, draw_genotype
+from nasr.nas.health import batch_statistics, format_health, near_uniform_warning, search_health
+from nasr.nas.pdarts import plot_health
 from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import get_space
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
@@ -41,6 +46,7 @@ DEFAULTS = {
     "arch": {"lr": 3.0e-4, "betas": [0.5, 0.999], "weight_decay": 1.0e-3, "unrolled": False,
              "start_epoch": 0},
     "augment": {"p_noise": 0.8, "noise_volume": 0.1, "shift_ms": 100.0},
+    "augment_alpha": False,  # augment the alpha half too (DARTS does not: alphas fit clean data)
     "max_ops": None,  # e.g. {avg_pool_3x3: 2}: cap an op type in the derived normal cell (P-DARTS)
     "max_ops_reduce": None,  # the same for the reduction cell
     "max_train_utts": None,
@@ -88,16 +94,39 @@ def log_alphas(writer, model, epoch: int) -> None:
 
 @torch.no_grad()
 def evaluate_supernet(model, loader, device, bf16):
-    model.eval()
+    """Loss and accuracy with batch statistics (eval mode's running statistics lag the search)."""
     loss = correct = n = 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        with autocast_context(device, bf16):
-            logits = model(x).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        n += y.numel()
+    with batch_statistics(model):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            with autocast_context(device, bf16):
+                logits = model(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(-1) == y).sum().item()
+            n += y.numel()
     return {"loss": loss / max(n, 1), "acc": correct / max(n, 1)}
+
+
+def make_search_datasets(train_dirs, valid_dirs, labels, cfg):
+    """The weight half (augmented), the alpha half (augmented only with `augment_alpha: true`) and
+    the weight half without augmentation (the same utterances), to score the supernet on."""
+    train_ds, _ = make_dataset(train_dirs, labels, cfg["augment"], cfg["seed"], cfg["max_train_utts"])
+    valid_ds, _ = make_dataset(valid_dirs, labels, cfg["augment"] if cfg["augment_alpha"] else None,
+                               cfg["seed"] + 1, cfg["max_valid_utts"])
+    train_clean_ds, _ = make_dataset(train_dirs, labels, None, cfg["seed"], cfg["max_train_utts"])
+    return train_ds, valid_ds, train_clean_ds
+
+
+def health_record(h: dict) -> dict:
+    """A history entry in the shape nasr.nas.pdarts.plot_health draws (one stage)."""
+    return {"stage": 1, "epoch": h["epoch"], "valid_loss": h["valid"]["loss"], **h["health"]}
+
+
+def pick_best(history: list) -> dict:
+    """The epoch whose genotype is kept: best alpha-half accuracy (validation data only) among the
+    epochs that trained alphas; warm-up epochs' genotypes come from untouched alphas."""
+    searched = [h for h in history if h.get("alphas_trained", True)] or history
+    return max(searched, key=lambda h: (h["valid"]["acc"], -h["valid"]["loss"]))
 
 
 def main(argv=None) -> int:
@@ -112,9 +141,7 @@ def main(argv=None) -> int:
     bf16 = bool(cfg["bf16"])
 
     labels = load_labels(list(args.train_data) + list(args.valid_data))
-    train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"], cfg["max_train_utts"])
-    valid_ds, _ = make_dataset(args.valid_data, labels, cfg["augment"], cfg["seed"] + 1,
-                               cfg["max_valid_utts"])
+    train_ds, valid_ds, train_clean_ds = make_search_datasets(args.train_data, args.valid_data, labels, cfg)
     c_in, _, freq = input_shape(train_ds)
     log.info("search data: %d utts for weights, %d for alphas, %d classes, input %s",
              len(train_ds), len(valid_ds), len(labels), input_shape(train_ds))
@@ -176,7 +203,8 @@ def main(argv=None) -> int:
             tot["n"] += yt.numel()
             bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.3f}")
         sched.step()
-        train = {"loss": tot["loss"] / max(tot["n"], 1), "acc": tot["correct"] / max(tot["n"], 1)}
+        running = {"loss": tot["loss"] / max(tot["n"], 1), "acc": tot["correct"] / max(tot["n"], 1)}
+        train = evaluate_supernet(model, make_loader(train_clean_ds, 64, False, 0, epoch), device, bf16)
         valid = evaluate_supernet(model, make_loader(valid_ds, 64, False, 0, epoch), device, bf16)
         search_seconds += time.time() - t0
 
@@ -184,15 +212,22 @@ def main(argv=None) -> int:
                                   max_ops_reduce=cfg["max_ops_reduce"])
         genotype.save(exp / "genotypes" / f"epoch-{epoch}.json")
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
-        history.append({"epoch": epoch, "lr": lr, "train": train, "valid": valid})
+        health = search_health(model, genotype)
+        history.append({"epoch": epoch, "lr": lr, "alphas_trained": epoch > a["start_epoch"],
+                        "train_running": running, "train": train, "valid": valid, "health": health})
         write_json(exp / "history.json", history)
+        logged = [health_record(h) for h in history if "health" in h]
+        write_json(exp / "health.json", logged)
+        plot_health(logged, exp / "health.png")
         for split, r in (("train", train), ("valid", valid)):
             writer.add_scalar(f"{split}/loss", r["loss"], epoch)
             writer.add_scalar(f"{split}/acc", r["acc"], epoch)
         writer.add_scalar("lr", lr, epoch)
+        writer.add_scalar("health/alpha_entropy_ratio", health["mean_entropy_ratio"], epoch)
         log_alphas(writer, model, epoch)
-        log.info("epoch %d: lr %.5f train loss %.4f acc %.4f | valid loss %.4f acc %.4f | %.1f s | %s",
-                 epoch, lr, train["loss"], train["acc"], valid["loss"], valid["acc"], time.time() - t0,
+        log.info("epoch %d%s: lr %.5f supernet (batch statistics) acc weight half %.4f alpha half %.4f "
+                 "(loss %.4f) | %s | %.1f s | %s", epoch, "" if epoch > a["start_epoch"] else " (weights only)",
+                 lr, train["acc"], valid["acc"], valid["loss"], format_health(health), time.time() - t0,
                  genotype.to_json().replace("\n", " "))
         save_checkpoint(exp / f"epoch-{epoch}.pt", {
             "model": model.state_dict(), "w_optimizer": w_opt.state_dict(), "scheduler": sched.state_dict(),
@@ -201,7 +236,11 @@ def main(argv=None) -> int:
     writer.close()
 
     # "the best cell architecture with the highest validation score found by the search phase"
-    best = max(history, key=lambda h: (h["valid"]["acc"], -h["valid"]["loss"]))
+    best = pick_best(history)
+    final = history[-1].get("health")  # None in a history written before health was logged
+    warning = near_uniform_warning(final) if final else None
+    if warning:
+        log.warning("%s", warning)
     best_path = exp / "genotypes" / f"epoch-{best['epoch']}.json"
     (exp / "genotype.json").write_text(best_path.read_text())
     from nasr.nas.genotype import Genotype
@@ -212,6 +251,9 @@ def main(argv=None) -> int:
         "valid_loss": best["valid"]["loss"], "epochs": cfg["epochs"], "search_seconds": search_seconds,
         "device": describe_device(device), "device_hours": search_seconds / 3600.0,
         "cells": cfg["model"]["layers"], "channels": cfg["model"]["C"],
+        "selected_on": "supernet accuracy on the alpha half (validation data, batch statistics)",
+        "final_alpha_entropy_ratio": final["mean_entropy_ratio"] if final else None,
+        "final_top_op_weight": final["mean_top_weight"] if final else None, "warning": warning,
         "command": " ".join(["python -m nasr.bin.search"] + (argv if argv is not None else sys.argv[1:]))})
     log.info("best epoch %d (valid acc %.4f); genotype -> %s; search took %.1f s on %s", best["epoch"],
              best["valid"]["acc"], exp / "genotype.json", search_seconds, describe_device(device))

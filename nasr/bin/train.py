@@ -2,8 +2,9 @@
 or a hand-designed baseline, chosen by `model.name` (see nasr.models.registry).
 
 Writes `<exp-dir>/{config.yaml, epoch-N.pt, best.pt, log/train.log, tensorboard/, train.json}`. With
-`--valid-data`, best.pt is the epoch with the best validation accuracy; without it (the paper's
-retraining on train+valid) best.pt is the last epoch. Reruns resume from the newest epoch on disk.
+`--valid-data`, or with `holdout_speakers: F` (a fraction F of the training speakers held out), best.pt
+is the epoch with the best validation accuracy; with neither (the paper's retraining on train+valid)
+best.pt is the last epoch. Reruns resume from the newest epoch on disk.
 
 e.g.: python -m nasr.bin.train --config conf/train_nas1.yaml --train-data data/train data/valid \
         --genotype exp/search_nas1/genotype.json --exp-dir exp/train_nas1
@@ -18,10 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import Subset
 
 from nasr.models.registry import build_model
 from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
-from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
+from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader, speaker_holdout
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
@@ -41,6 +43,10 @@ DEFAULTS = {
     "num_workers": 0,
     "keep_last": 3,
     "seed": 1,
+    # Without --valid-data, hold out this fraction of the training speakers (whole speakers, a fixed
+    # draw) as validation data: per-epoch validation curves and best.pt on validation data only.
+    # 0: train on everything and keep the last epoch.
+    "holdout_speakers": 0.0,
 }
 
 
@@ -81,6 +87,16 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
     labels = load_labels(list(args.train_data) + list(args.valid_data))
     train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])
+    valid_ds, valid_desc = None, None
+    if args.valid_data:
+        valid_ds = make_dataset(args.valid_data, labels, None, cfg["seed"])[0]
+        valid_desc = " ".join(args.valid_data)
+    elif cfg["holdout_speakers"]:
+        kept, held = speaker_holdout(train_ds, float(cfg["holdout_speakers"]))
+        valid_ds = Subset(make_dataset(args.train_data, labels, None, cfg["seed"])[0], held)
+        train_ds = Subset(train_ds, kept)
+        valid_desc = f"{cfg['holdout_speakers']} of the training speakers, held out"
+        log.info("validation: %d utts of %s (%d utts left to train on)", len(held), valid_desc, len(kept))
     shape = input_shape(train_ds)
     mcfg = dict(cfg["model"])
     if "name" not in mcfg:
@@ -109,7 +125,6 @@ def main(argv=None) -> int:
     prof = profile(model, shape)  # one example, no batch dim
     log.info("model %s: %d params, %d MACs; train %d utts, %d classes", mcfg["name"], prof["params"],
              prof["macs"], len(train_ds), len(labels))
-    valid_ds = make_dataset(args.valid_data, labels, None, cfg["seed"])[0] if args.valid_data else None
 
     o = cfg["optim"]
     opt = make_optimizer(model.parameters(), o)
@@ -156,7 +171,7 @@ def main(argv=None) -> int:
         writer.add_scalar("lr", lr, epoch)
         log.info("epoch %d: lr %.5f train loss %.4f acc %.4f%s | %.1f s (data wait %.0f%%)", epoch, lr,
                  tr["loss"], tr["acc"],
-                 f" | valid loss {rec['valid']['loss']:.4f} acc {rec['valid']['acc']:.4f}" if valid_ds else "",
+                 f" | valid loss {rec['valid']['loss']:.4f} acc {rec['valid']['acc']:.4f}" if valid_ds is not None else "",
                  time.time() - t0, 100 * tr["data_wait_frac"])
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg}
@@ -170,6 +185,10 @@ def main(argv=None) -> int:
     write_json(exp / "train.json", {"model": mcfg["name"], "genotype_source": args.genotype, "params": prof["params"], "macs": prof["macs"],
                                     "epochs": cfg["epochs"], "train_seconds": train_seconds,
                                     "device": describe_device(device), "input_size": cfg["input_size"],
+                                    "train_data": list(args.train_data),
+                                    "holdout_speakers": cfg["holdout_speakers"] if not args.valid_data else 0.0,
+                                    "checkpoint_selection": (f"best validation accuracy on {valid_desc}"
+                                                             if valid_ds is not None else "last epoch"),
                                     "command": " ".join(["python -m nasr.bin.train"]
                                                         + (argv if argv is not None else sys.argv[1:]))})
     log.info("done: %d epochs in %.1f s", cfg["epochs"], train_seconds)

@@ -259,6 +259,7 @@ def train(args, argv) -> int:
             "bmuf": cfg["bmuf"] if ctx.mode == "bmuf" else None,
             "cells": cfg["model"].get("layers"), "channels": cfg["model"].get("C"),
             "genotype_source": cfg["model"].get("genotype"), "history": history,
+            "train_data": [str(args.train_data)],
             "command": " ".join(["python -m nasr.bin.train_ctc"] + (argv if argv is not None else sys.argv[1:]))})
     log.info("done: %d epochs, %.1f s on %s", cfg["epochs"], train_seconds, describe_device(device))
     dist_util.cleanup()

@@ -204,6 +204,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
     search_seconds = 0.0
     genotype = None
     last_valid = float("nan")
+    model = None  # the last stage trained in this run (None when every stage was done before)
     for s, stage in enumerate(stages, 1):
         sdir = exp / f"stage-{s}"
         result_path = sdir / "result.json"
@@ -297,6 +298,12 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
         op_names = next_ops
     write_json(exp / "health.json", history)
     plot_health(history, exp / "health.png")
+    if model is not None:
+        from nasr.nas.health import alpha_health, near_uniform_warning  # health imports this module
+
+        warning = near_uniform_warning(alpha_health(model))
+        if warning:
+            log.warning("P-DARTS final stage: %s", warning)
     return {"genotype": genotype, "valid_loss": last_valid, "history": history,
             "search_seconds": search_seconds}
 

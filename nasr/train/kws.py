@@ -3,8 +3,9 @@ KWS data dirs with `labels.txt`, features recorded in `feats.yaml`, Honk augment
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset
@@ -12,6 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from nasr.data.augment import HonkAugment
 from nasr.data.features import load_feature_config
 from nasr.data.kws_dataset import KwsDataset, read_labels
+from nasr.utils.io import FormatError, read_table
 
 log = logging.getLogger("nasr")
 
@@ -74,6 +76,39 @@ def make_loader(ds, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, n
     g = torch.Generator().manual_seed(seed * 100003 + epoch)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=num_workers,
                       drop_last=drop_last, persistent_workers=False)
+
+
+def dataset_speakers(ds) -> List[str]:
+    """The speaker (utt2spk) of every example of `ds`, in index order; "<dir>:<spk>" keeps the
+    speakers of different dirs apart."""
+    if isinstance(ds, Subset):
+        inner = dataset_speakers(ds.dataset)
+        return [inner[i] for i in ds.indices]
+    if isinstance(ds, ConcatDataset):
+        return [s for d in ds.datasets for s in dataset_speakers(d)]
+    utt2spk = read_table(Path(ds.data_dir) / "utt2spk")
+    missing = [u for u in ds.utts if u not in utt2spk]
+    if missing:
+        raise FormatError(Path(ds.data_dir) / "utt2spk", None, f"no speaker for utterance '{missing[0]}' "
+                          f"({len(missing)} missing)", "run utils/fix_data_dir.sh on the data dir")
+    return [f"{ds.data_dir}:{utt2spk[u]}" for u in ds.utts]
+
+
+def speaker_holdout(ds, frac: float) -> Tuple[List[int], List[int]]:
+    """(kept, held out) example indices of `ds`: a fraction `frac` of its speakers held out whole.
+
+    The draw is fixed (not the training seed), so every model and every seed of one recipe trains
+    on the same examples and is validated on the same held-out speakers."""
+    speakers = dataset_speakers(ds)
+    distinct = sorted(set(speakers))
+    n_out = max(1, round(frac * len(distinct))) if frac > 0 else 0
+    if n_out >= len(distinct):
+        raise ValueError(f"holdout_speakers {frac} would hold out all {len(distinct)} speakers "
+                         "(fix: a fraction such as 0.1)")
+    out = set(random.Random("holdout_speakers").sample(distinct, n_out))
+    kept = [i for i, s in enumerate(speakers) if s not in out]
+    held = [i for i, s in enumerate(speakers) if s in out]
+    return kept, held
 
 
 def input_shape(ds) -> tuple:

@@ -29,7 +29,8 @@ def add_report_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def collect_results(exp_root: Path, set_name: str) -> List[Dict]:
     """One dict per scored system: its results.json, plus `system` (the exp dir's name),
     `exp_dir` (the decode dir) and, when the model came from a searched genotype, `search_space`,
-    `search_device_hours`, `search_device` and `search_command` from that search's search.json."""
+    `search_device_hours`, `search_device` and `search_command` from that search's search.json, or
+    `random_arch` (the draw's random.json) for a randomly drawn genotype."""
     rows = []
     for path in sorted(Path(exp_root).glob(f"*/decode_{set_name}/results.json")):
         r = dict(read_json(path))
@@ -38,6 +39,9 @@ def collect_results(exp_root: Path, set_name: str) -> List[Dict]:
         if r.get("genotype_source"):
             s = Path(r["genotype_source"]).parent / "search.json"
             search = read_json(s) if s.is_file() else None
+            # A random-architecture baseline (nasr.bin.random_genotype) records its draw there.
+            drawn = Path(r["genotype_source"]).parent / "random.json"
+            r["random_arch"] = read_json(drawn) if drawn.is_file() else None
         r.update(search_space=search["space"] if search else None,
                  search_device_hours=search["device_hours"] if search else None,
                  search_device=search["device"] if search else None,

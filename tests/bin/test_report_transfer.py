@@ -11,6 +11,10 @@ def write_result(root, system, **kw):
             "epochs": 15, "workers": 2, "train_seconds": 7200.0, "token_accuracy": 0.9}
     base.update(kw)
     (d / "results.json").write_text(json.dumps(base))
+    # what the training step records, from which the report checks the budgets are equal
+    (root / system / "config.yaml").write_text(json.dumps({"epochs": base["epochs"],
+                                                           "optim": {"name": "sgd", "lr_min": 0.0}}))
+    (root / system / "train.json").write_text(json.dumps({"epochs": base["epochs"], "train_data": ["data/train_sp"]}))
 
 
 def test_table_two_from_results(tmp_path):
@@ -36,3 +40,16 @@ def test_missing_decode_is_an_error(tmp_path, capsys):
     assert main(["--exp-root", str(tmp_path / "exp"), "--out", str(tmp_path / "R.md")]) == 1
     assert "run the decode stage" in capsys.readouterr().err
     assert not (tmp_path / "R.md").exists()
+
+
+def test_rel_imp_withheld_when_budgets_differ(tmp_path):
+    exp = tmp_path / "exp"
+    write_result(exp, "train_dfsmn_san", model="dfsmn_san", params=14.4e6, cer=9.0, epochs=12,
+                 wfst={"cer": 7.36, "summary": "%CER 7.36 [ ... ]"})
+    write_result(exp, "train_asrnet_b", ter=8.0, epochs=6, wfst={"cer": 5.79, "summary": "%CER 5.79 [ ... ]"})
+    out = tmp_path / "RESULTS.md"
+    assert main(["--exp-root", str(exp), "--out", str(out)]) == 0
+    md = out.read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| ASRNET-B (L=32,C=30)"))
+    assert "21.3" not in row and "| 5.79 | - |" in row
+    assert "Rel Imp withheld for ASRNET-B (L=32,C=30): its budget differs from DFSMN-SAN's (epochs 6 vs 12)" in md

@@ -2,6 +2,7 @@
 both op spaces (ASRNET-A and ASRNET-B), 1 epoch per P-DARTS stage and 1 training epoch."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_synth_recipe_end_to_end_tiny(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = ["bash", "run.sh", "--synth", "true", "--synth-speakers", "2 1 1", "--synth-utts", "4",
            "--unit", "char", "--seeds", "2", "--search-set", "data/train",
-           "--profile", str(tmp_path / "tiny.yaml")]
+           "--profile", str(tmp_path / "tiny.yaml"), "--random-archs", "1"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -52,8 +53,13 @@ def test_synth_recipe_end_to_end_tiny(tmp_path):
         assert sum(op == "avg_pool_3x3" for op, _ in genotype["normal"]) <= 2
     assert (work / "data/train_sp/feats.scp").is_file()
     results = json.loads((work / "exp/results.json").read_text())
-    assert {r["system"] for r in results["systems"]} == {"train_asrnet_a", "train_asrnet_b"}
+    assert {r["system"] for r in results["systems"]} == {"train_asrnet_a", "train_asrnet_b",
+                                                          "train_random_asr_revised_arch1", "train_random_darts_arch1"}
     table = (work / "RESULTS.md").read_text()
+    # a random-architecture row per space, compared with that space's searched network only
+    assert "| train_random_asr_revised (random) | 1 arch | asr_revised |" in table
+    assert re.search(r"`train_asrnet_b` \(1 run\(s\), [\d.]+\) (beats|trails|ties) the 1 random", table)
+    assert "`train_asrnet_b` vs `train_random_darts`" not in table and "asrnet_b` (1 run(s)" in table
     for r in results["systems"]:
         assert f"{100 * r['token_accuracy']:.2f}" in table
         assert r["cer_summary"].startswith("%CER ")

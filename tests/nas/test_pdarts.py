@@ -141,3 +141,19 @@ def test_entropy_and_counts():
     assert ent["normal"][0] == pytest.approx(math.log(8))
     g = net.genotype("asr_revised")
     assert sum(op_counts(g)["reduce"].values()) == 8
+
+
+def test_search_ending_with_uniform_alphas_warns(tmp_path, caplog):
+    torch.manual_seed(0)
+    # one weights-only epoch: the alphas keep their near-uniform initial values
+    cfg = tiny_cfg(stages=[{"layers": 3, "ops_per_edge": 8, "dropout": 0.0}], epochs_per_stage=1,
+                   warmup_epochs=1)
+    train, valid = _batches(1, 0), _batches(1, 1)
+
+    def vloss(model):
+        return 0.0
+
+    with caplog.at_level("WARNING", logger="nasr"):
+        run_pdarts(cfg, _build, lambda e: train, lambda e: valid, batch_ctc_loss, vloss, tmp_path,
+                   torch.device("cpu"))
+    assert "alphas end near uniform" in caplog.text and "read off noise" in caplog.text
