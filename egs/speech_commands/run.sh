@@ -123,7 +123,7 @@ if run_stage 6 "baselines"; then
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')\`"
+  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir --version $version --split $split")\`"
   python -m nasr.bin.report --exp-root exp --set test --out RESULTS.md \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

@@ -104,6 +104,12 @@ get_one() {  # get_one <name> <target-dir>: <base-url>/<name>.zip -> <target-dir
     echo "$0: $target is already there; skipping."
     return 0
   fi
+  # A folder only ever appears here complete (unpack renames it into place), or as the user's own
+  # copy of the corpus: either way there is nothing to fetch.
+  if compgen -G "$target/*.wav" >/dev/null; then
+    echo "$0: $target already holds wav files; skipping (remove it to fetch $name.zip again)."
+    return 0
+  fi
   archive=$dest/archives/$name.zip
   url=$base_url/$name.zip
   mkdir -p "$dest/archives"
