@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from nasr.data.features import GLOBAL_CMVN_KEY
 from nasr.utils.io import FormatError, format_table, iter_table, read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ FEATURE_FIELDS = ("feats_scp", "utt2num_frames", "cmvn_scp")
 FEATURE_FILES = ("feats.scp", "utt2num_frames", "cmvn.scp", "feats.yaml")
 
 _ASCII_WS = re.compile(r"[ \t]+")
+
+
+def is_global_cmvn(keys: Iterable[str]) -> bool:
+    """compute_feats --cmvn global keys its one set of stats `global`: it holds for every speaker."""
+    return set(keys) == {GLOBAL_CMVN_KEY}
 
 
 def c_order(key: str) -> bytes:
@@ -119,7 +125,9 @@ class DataDir:
             if table is None:
                 out[name] = None
                 continue
-            if name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
+            if name == "cmvn_scp" and is_global_cmvn(table):
+                wanted = set(table)
+            elif name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
                 wanted = keep
             elif name in RECO_FIELDS:
                 wanted = recos
@@ -450,7 +458,9 @@ def validate_data_dir(path, check_audio: bool = True, no_text: bool = False, no_
         if not f.is_file() or (name == "cmvn.scp" and no_feats):
             continue
         table = _read_checked(f, data_dir)
-        if name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
+        if name == "cmvn.scp" and is_global_cmvn(table):
+            pass
+        elif name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
             _same_keys(table, f, utt2spk, d / "utt2spk", data_dir)  # per-utterance CMVN
         else:
             _same_keys(table, f, spk2utt, d / "spk2utt", data_dir, what="speaker")
@@ -564,6 +574,8 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
             continue
         if name in ("wav.scp", "reco2dur"):
             keep = recordings
+        elif name == "cmvn.scp" and is_global_cmvn(table):
+            keep = set(table)
         elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and not cmvn_per_utt):
             keep = speakers
         else:

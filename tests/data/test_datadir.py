@@ -391,3 +391,15 @@ def test_replace_dirs_keeps_an_unchanged_dir(tmp_path):
     (out / "train" / "feats.scp").write_text("computed since\n")
     prepare({"text": "a no\n"})  # a file prep no longer writes makes the dir another one too
     assert not (out / "train" / "labels.txt").exists() and not (out / "train" / "feats.scp").exists()
+
+
+def test_global_cmvn_stats_are_valid_for_every_speaker(tmp_path):
+    # compute_feats --cmvn global writes one `global` entry; a featurised dir must still validate,
+    # and fixing or subsetting it keeps the stats (before: "speaker 'global' is not in spk2utt").
+    data = make_data_dir(tmp_path)
+    (data / "cmvn.scp").write_text("global /x/cmvn.ark:12\n")
+    assert "cmvn.scp" in dd.validate_data_dir(data)["files"]
+    dd.fix_data_dir(data)
+    assert lines(data / "cmvn.scp") == ["global /x/cmvn.ark:12"]
+    sub = dd.subset_data_dir(data, tmp_path / "sub", first=2)
+    assert sub.cmvn_scp == {"global": "/x/cmvn.ark:12"}
