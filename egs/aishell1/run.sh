@@ -65,6 +65,8 @@ if run_stage 0 "corpus"; then
   else
     log "corpus already in $corpus_dir"
   fi
+  # A corpus unpacked by hand still holds the release's per-speaker wav/*.tar.gz.
+  $synth || local/untar_speakers.sh "$corpus_dir/data_aishell"
   done_stage 0
 fi
 
@@ -130,7 +132,7 @@ if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/aishell1 && ./run.sh $( $synth && echo '--synth true' ) --unit $unit\`"
+  note="Command: \`cd egs/aishell1 && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit\`"
   python -m nasr.bin.report_ctc --exp-root exp --set test --out RESULTS.md \
     --title "AISHELL-1: P-DARTS for CTC speech recognition ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

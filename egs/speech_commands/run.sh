@@ -155,7 +155,7 @@ if run_stage 6 "baselines ($baselines, $seeds seeds; $random_archs random $space
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true')$( [ "$seeds" -gt 1 ] && echo " --seeds $seeds" || true)\`"
+  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir --version $version --split $split")$( [ "$seeds" -gt 1 ] && echo " --seeds $seeds" || true)\`"
   python -m nasr.bin.report --exp-root exp --set test --out "$results" \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

@@ -60,15 +60,7 @@ for part in $parts; do
     exit 1
   fi
   if [ "$part" = data_aishell ]; then
-    # Each speaker is its own archive (wav/S0002.tar.gz -> wav/train/S0002/*.wav).
-    n=0
-    for tgz in "$dest/$part"/wav/*.tar.gz; do
-      [ -e "$tgz" ] || continue
-      tar -xzf "$tgz" -C "$dest/$part/wav"
-      rm -f "$tgz"
-      n=$((n + 1))
-    done
-    echo "$0: unpacked $n per-speaker archives in $dest/$part/wav"
+    "$nasr_root/local/aishell/untar_speakers.sh" "$dest/$part"
   fi
   if [ "$remove_archive" = true ]; then
     rm -f "$archive"

@@ -78,18 +78,6 @@ expected_sum() {  # expected_sum <archive name>: the checksum listed for it, or 
   awk -v name="$1" '{ f = $2; sub(/^\*/, "", f); n = split(f, p, "/"); if (p[n] == name) { print tolower($1); exit } }' "$checksums"
 }
 
-fetch_unverified() {  # fetch_unverified <url> <archive>: resumable, renamed only when complete
-  if command -v curl >/dev/null; then
-    curl -fL --retry 3 -C - -o "$2.part" "$1" || { rm -f "$2.part"; curl -fL --retry 3 -o "$2.part" "$1"; }
-  elif command -v wget >/dev/null; then
-    wget -c -O "$2.part" "$1"
-  else
-    echo "$0: neither curl nor wget is installed; install one, or download $1 to $2 by hand" >&2
-    return 1
-  fi
-  mv "$2.part" "$2"
-}
-
 unpack() {  # unpack <archive> <target-dir>: into a temp folder, renamed into place when complete
   local archive=$1 target=$2 tmp entries
   tmp=$(mktemp -d "$(dirname "$target")/.$(basename "$target").unzip-XXXXXX")
@@ -116,6 +104,12 @@ get_one() {  # get_one <name> <target-dir>: <base-url>/<name>.zip -> <target-dir
     echo "$0: $target is already there; skipping."
     return 0
   fi
+  # A folder only ever appears here complete (unpack renames it into place), or as the user's own
+  # copy of the corpus: either way there is nothing to fetch.
+  if compgen -G "$target/*.wav" >/dev/null; then
+    echo "$0: $target already holds wav files; skipping (remove it to fetch $name.zip again)."
+    return 0
+  fi
   archive=$dest/archives/$name.zip
   url=$base_url/$name.zip
   mkdir -p "$dest/archives"
@@ -128,10 +122,8 @@ get_one() {  # get_one <name> <target-dir>: <base-url>/<name>.zip -> <target-dir
     fi
     "$nasr_root/utils/download_and_verify.sh" "$url" "$archive" sha256 "$sum" --checksums
   else
-    if [ ! -f "$archive" ]; then
-      echo "$0: downloading $url (no checksum list given: the archive is not verified)"
-      fetch_unverified "$url" "$archive"
-    fi
+    [ -f "$archive" ] || echo "$0: no checksum list given: $url is not verified"
+    "$nasr_root/utils/download_and_verify.sh" "$url" "$archive" sha256 ""
     sum=$(sha256sum "$archive" | awk '{print $1}')
     if ! grep -qs "  $name.zip\$" "$dest/sha256sums.seen"; then
       echo "$sum  $name.zip" >> "$dest/sha256sums.seen"

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from nasr.utils.io import FormatError, iter_table, read_table, write_table
+from nasr.data.features import GLOBAL_CMVN_KEY
+from nasr.utils.io import FormatError, format_table, iter_table, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,15 @@ RECO_FIELDS = ("wav_scp", "reco2dur")
 SPK_FIELDS = ("spk2gender", "cmvn_scp")
 # Values that only hold for the audio they were computed from: dropped when the audio changes.
 FEATURE_FIELDS = ("feats_scp", "utt2num_frames", "cmvn_scp")
+# What nasr.bin.compute_feats adds to a data dir (feats.yaml records what they were computed from).
+FEATURE_FILES = ("feats.scp", "utt2num_frames", "cmvn.scp", "feats.yaml")
 
 _ASCII_WS = re.compile(r"[ \t]+")
+
+
+def is_global_cmvn(keys: Iterable[str]) -> bool:
+    """compute_feats --cmvn global keys its one set of stats `global`: it holds for every speaker."""
+    return set(keys) == {GLOBAL_CMVN_KEY}
 
 
 def c_order(key: str) -> bytes:
@@ -117,7 +125,9 @@ class DataDir:
             if table is None:
                 out[name] = None
                 continue
-            if name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
+            if name == "cmvn_scp" and is_global_cmvn(table):
+                wanted = set(table)
+            elif name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
                 wanted = keep
             elif name in RECO_FIELDS:
                 wanted = recos
@@ -206,10 +216,32 @@ def load_data_dir(path) -> DataDir:
     return DataDir(**tables)
 
 
+def holds_files(path: Path, contents: Dict[str, str], others_allowed) -> bool:
+    """Does dir `path` already hold every file of `contents` (name -> text) byte for byte, and
+    beside them only top-level files for which `others_allowed(name)` is true?"""
+    if not path.is_dir():
+        return False
+    for name, text in contents.items():
+        f = path / name
+        if not f.is_file() or f.read_bytes() != text.encode("utf-8"):
+            return False
+    return all(others_allowed(f.name) for f in path.iterdir() if f.is_file() and f.name not in contents)
+
+
 def write_data_dir(d: DataDir, path) -> None:
     """Write every present table (sorted in C order, atomically) and spk2utt from utt2spk.
-    Known files that `d` lacks are removed so that a stale copy cannot disagree with the rest."""
+    Known files that `d` lacks are removed so that a stale copy cannot disagree with the rest.
+
+    A dir that already holds exactly these tables is left untouched, with the features computed
+    from them: rerunning a data preparation on the same corpus redoes nothing downstream."""
     path = Path(path)
+    contents = {fname: format_table(getattr(d, name)) for name, fname in FILES.items()
+                if getattr(d, name) is not None}
+    contents["spk2utt"] = format_table({s: " ".join(u) for s, u in d.spk2utt.items()})
+    known = set(FILES.values()) - set(FEATURE_FILES)
+    if holds_files(path, contents, lambda name: name not in known):
+        log.info("%s is unchanged: kept as it is (with its features)", path)
+        return
     path.mkdir(parents=True, exist_ok=True)
     for name, fname in FILES.items():
         table = getattr(d, name)
@@ -426,7 +458,9 @@ def validate_data_dir(path, check_audio: bool = True, no_text: bool = False, no_
         if not f.is_file() or (name == "cmvn.scp" and no_feats):
             continue
         table = _read_checked(f, data_dir)
-        if name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
+        if name == "cmvn.scp" and is_global_cmvn(table):
+            pass
+        elif name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
             _same_keys(table, f, utt2spk, d / "utt2spk", data_dir)  # per-utterance CMVN
         else:
             _same_keys(table, f, spk2utt, d / "spk2utt", data_dir, what="speaker")
@@ -540,6 +574,8 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
             continue
         if name in ("wav.scp", "reco2dur"):
             keep = recordings
+        elif name == "cmvn.scp" and is_global_cmvn(table):
+            keep = set(table)
         elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and not cmvn_per_utt):
             keep = speakers
         else:
@@ -779,9 +815,15 @@ def perturb_speed(src, dst, factor: float) -> DataDir:
 
 
 def replace_dirs(staging: Path, out_dir: Path, names: Iterable[str]) -> None:
-    """Move finished data dirs from `staging` into `out_dir`, replacing older ones."""
+    """Move finished data dirs from `staging` into `out_dir`, replacing older ones.  An older dir
+    that already holds the staged files byte for byte, and no other file but the features computed
+    from them, is kept as it is: a rerun on the same corpus does not throw its features away."""
     for name in names:
         target = out_dir / name
+        staged = {f.name: f.read_text(encoding="utf-8") for f in (staging / name).iterdir() if f.is_file()}
+        if holds_files(target, staged, lambda fname: fname in FEATURE_FILES):
+            log.info("%s is unchanged: kept as it is (with its features)", target)
+            continue
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out_dir))
             os.replace(target, old / name)

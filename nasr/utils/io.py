@@ -74,14 +74,19 @@ def read_table(path, allow_empty_value: bool = False) -> Dict[str, str]:
     return out
 
 
-def write_table(path, items: Iterable[Tuple[str, str]] | Dict[str, str], sort: bool = True) -> None:
-    """Write a `key value` table atomically, sorted by key in C collation (Kaldi's rule)."""
+def format_table(items: Iterable[Tuple[str, str]] | Dict[str, str], sort: bool = True) -> str:
+    """The text of a `key value` table, sorted by key in C collation (Kaldi's rule)."""
     pairs: List[Tuple[str, str]] = list(items.items() if isinstance(items, dict) else items)
     if sort:
         pairs.sort(key=lambda kv: kv[0].encode("utf-8"))
+    return "".join(f"{k} {v}\n" if v != "" else f"{k}\n" for k, v in pairs)
+
+
+def write_table(path, items: Iterable[Tuple[str, str]] | Dict[str, str], sort: bool = True) -> None:
+    """Write a `key value` table atomically, sorted by key in C collation (Kaldi's rule)."""
+    text = format_table(items, sort)
     with atomic_write(path) as f:
-        for k, v in pairs:
-            f.write(f"{k} {v}\n" if v != "" else f"{k}\n")
+        f.write(text)
 
 
 def write_json(path, obj, indent: int = 2) -> None:

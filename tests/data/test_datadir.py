@@ -263,10 +263,11 @@ def test_split_is_reused_until_the_source_changes(tmp_path):
     stamp = marker.stat().st_mtime_ns
     dd.split_data(data, 2)
     assert marker.stat().st_mtime_ns == stamp
+    (data / "utt2lang").write_text((data / "utt2lang").read_text().replace(" zh", " en"))
     t = (data / "utt2lang").stat().st_mtime + 5
     os.utime(data / "utt2lang", (t, t))
     dd.split_data(data, 2)
-    assert marker.stat().st_mtime_ns != stamp
+    assert marker.stat().st_mtime_ns != stamp and " en" in marker.read_text()
 
 
 def test_combine(tmp_path):
@@ -342,3 +343,63 @@ def test_cli_errors_exit_1_without_traceback(tmp_path, capsys):
     assert cli.main(["subset", "--first", "99", str(data), str(tmp_path / "s")]) == 1
     assert "cannot take 99 utterances" in capsys.readouterr().err
     shutil.rmtree(data / ".backup")
+
+
+def test_rewriting_the_same_dir_keeps_its_features(tmp_path):
+    """A rerun of data prep on the same corpus must not drop the features computed since (they
+    would be computed again); a dir whose tables changed loses them, as before."""
+    data = make_data_dir(tmp_path)
+    d = dd.load_data_dir(data)
+    for name in ("feats.scp", "utt2num_frames", "cmvn.scp", "feats.yaml"):
+        (data / name).write_text("computed since\n")
+    stamp = {f.name: f.stat().st_mtime_ns for f in data.iterdir()}
+    dd.write_data_dir(d, data)
+    assert {f.name: f.stat().st_mtime_ns for f in data.iterdir()} == stamp
+    # perturb + combine (aishell's stage 3) rerun on unchanged inputs keep the combined dir's features
+    dd.perturb_speed(data, tmp_path / "sp0.9", 0.9)
+    dd.combine_data(tmp_path / "sp", [data, tmp_path / "sp0.9"])
+    (tmp_path / "sp" / "feats.scp").write_text("computed since\n")
+    dd.perturb_speed(data, tmp_path / "sp0.9", 0.9)
+    dd.combine_data(tmp_path / "sp", [data, tmp_path / "sp0.9"])
+    assert (tmp_path / "sp" / "feats.scp").is_file()
+
+    d.text["spkA-u1"] = "changed"
+    dd.write_data_dir(d, data)
+    assert not (data / "feats.scp").exists() and not (data / "cmvn.scp").exists()
+    assert "spkA-u1 changed" in lines(data / "text")
+
+
+def test_replace_dirs_keeps_an_unchanged_dir(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def prepare(files):
+        staging = tmp_path / "staging"
+        (staging / "train").mkdir(parents=True)
+        for name, text in files.items():
+            (staging / "train" / name).write_text(text)
+        dd.replace_dirs(staging, out, ["train"])
+        shutil.rmtree(staging)
+
+    files = {"text": "a yes\n", "labels.txt": "yes\nno\n"}
+    prepare(files)
+    (out / "train" / "feats.scp").write_text("computed since\n")
+    prepare(files)
+    assert (out / "train" / "feats.scp").is_file()
+    prepare({"text": "a no\n", "labels.txt": "yes\nno\n"})  # another table: replaced
+    assert not (out / "train" / "feats.scp").exists() and lines(out / "train" / "text") == ["a no"]
+    (out / "train" / "feats.scp").write_text("computed since\n")
+    prepare({"text": "a no\n"})  # a file prep no longer writes makes the dir another one too
+    assert not (out / "train" / "labels.txt").exists() and not (out / "train" / "feats.scp").exists()
+
+
+def test_global_cmvn_stats_are_valid_for_every_speaker(tmp_path):
+    # compute_feats --cmvn global writes one `global` entry; a featurised dir must still validate,
+    # and fixing or subsetting it keeps the stats (before: "speaker 'global' is not in spk2utt").
+    data = make_data_dir(tmp_path)
+    (data / "cmvn.scp").write_text("global /x/cmvn.ark:12\n")
+    assert "cmvn.scp" in dd.validate_data_dir(data)["files"]
+    dd.fix_data_dir(data)
+    assert lines(data / "cmvn.scp") == ["global /x/cmvn.ark:12"]
+    sub = dd.subset_data_dir(data, tmp_path / "sub", first=2)
+    assert sub.cmvn_scp == {"global": "/x/cmvn.ark:12"}

@@ -1,10 +1,16 @@
-"""End to end: egs/aishell1/run.sh --synth true on a tiny corpus with a tiny profile, every stage,
-both op spaces (ASRNET-A and ASRNET-B), 1 epoch per P-DARTS stage and 1 training epoch."""
+"""End to end: egs/aishell1/run.sh on the path a researcher takes, without --synth: a tiny corpus laid
+out as the AISHELL-1 release unpacked by hand (data_aishell/wav/<speaker>.tar.gz,
+data_aishell/transcript/aishell_transcript_v0.8.txt, resource_aishell/lexicon.txt; made by the
+recipe's own `--synth true` stage 0 and packed per speaker) given with --corpus-dir, with the
+paper's syllable units: every stage, both op spaces (ASRNET-A and ASRNET-B), 2 search seeds,
+1 epoch per P-DARTS stage and 1 training epoch.  Then reruns redo nothing."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +35,37 @@ train_asrnet_a: *train
 """
 
 
-def test_synth_recipe_end_to_end_tiny(tmp_path):
+def pack_like_the_release(corpus: Path) -> None:
+    """data_aishell.tgz holds one archive per speaker: wav/S0002.tar.gz -> train/S0002/*.wav."""
+    wav = corpus / "data_aishell" / "wav"
+    for subset in ("train", "dev", "test"):
+        for spk in sorted((wav / subset).iterdir()):
+            with tarfile.open(wav / f"{spk.name}.tar.gz", "w:gz") as t:
+                t.add(spk, arcname=f"{subset}/{spk.name}")
+        shutil.rmtree(wav / subset)
+    (corpus / ".done").unlink()  # the synthesizer's marker: not part of the release
+
+
+def test_recipe_on_an_aishell1_tree(tmp_path):
     work = tmp_path / "a1"
     work.mkdir()
     for name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "utils"):
         (work / name).symlink_to(RECIPE / name)
     (tmp_path / "tiny.yaml").write_text(TINY)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    cmd = ["bash", "run.sh", "--synth", "true", "--synth-speakers", "2 1 1", "--synth-utts", "4",
-           "--unit", "char", "--seeds", "2", "--search-set", "data/train",
+    made = subprocess.run(["bash", "run.sh", "--synth", "true", "--synth-speakers", "2 1 1", "--synth-utts", "4",
+                           "--stop-stage", "0"], cwd=work, env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    corpus = tmp_path / "aishell"
+    (work / "corpus/synth_aishell1").rename(corpus)
+    pack_like_the_release(corpus)
+    cmd = ["bash", "run.sh", "--corpus-dir", str(corpus), "--seeds", "2", "--search-set", "data/train",
            "--profile", str(tmp_path / "tiny.yaml"), "--random-archs", "1"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "unpacked 4 per-speaker archive(s)" in proc.stdout + proc.stderr
+    assert not list((corpus / "data_aishell" / "wav").glob("*.tar.gz"))
+    assert (work / "data/lang_syllable").is_dir()  # the paper's units, from resource_aishell/lexicon.txt
 
     for space in ("asr_revised", "darts"):
         sdir = work / f"exp/pdarts_{space}"
@@ -60,13 +85,21 @@ def test_synth_recipe_end_to_end_tiny(tmp_path):
     assert "| train_random_asr_revised (random) | 1 arch | asr_revised |" in table
     assert re.search(r"`train_asrnet_b` \(1 run\(s\), [\d.]+\) (beats|trails|ties) the 1 random", table)
     assert "`train_asrnet_b` vs `train_random_darts`" not in table and "asrnet_b` (1 run(s)" in table
+    assert f"({corpus})" in table and f"--corpus-dir {corpus} --unit syllable" in table
     for r in results["systems"]:
         assert f"{100 * r['token_accuracy']:.2f}" in table
-        assert r["cer_summary"].startswith("%CER ")
-    summary = (work / "exp/train_asrnet_b/decode_test/char/summary").read_text()
-    assert summary.startswith("%CER ")
-    # A finished retrain resumes from its checkpoint instead of starting over.
-    proc2 = subprocess.run(cmd + ["--stage", "5", "--stop-stage", "5"], cwd=work, env=env,
-                           capture_output=True, text=True)
+        assert r["unit_type"] == "syllable"
+    summary = (work / "exp/train_asrnet_b/decode_test/summary").read_text()
+    assert summary.startswith("%TER ")
+    # Rerunning the finished recipe: data prep, speed perturbation and features keep what they
+    # made (no feature is computed again), the search and the retraining resume from disk.
+    sets = ("train", "train_sp", "dev", "test")
+    feats = {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in sets}
+    ckpts = {p: p.stat().st_mtime_ns for p in (work / "exp").rglob("*.pt")}
+    proc2 = subprocess.run(cmd + ["--stop-stage", "5"], cwd=work, env=env, capture_output=True, text=True)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
-    assert "resumed from" in proc2.stderr
+    log = proc2.stdout + proc2.stderr
+    assert log.count("features are up to date") == 4
+    assert {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in sets} == feats
+    assert {p: p.stat().st_mtime_ns for p in (work / "exp").rglob("*.pt")} == ckpts
+    assert "resumed from" in log

@@ -1,5 +1,8 @@
-"""End to end: egs/lid/run.sh --synth true with a tiny profile: corpus, prep, features, 2 parallel
-trainers on one store, ensemble p=1,2 + baseline, evaluate, report."""
+"""End to end: egs/lid/run.sh on the path a researcher takes, without --synth: a tiny corpus laid out
+as VoxLingua107 (<lang>/<video>__U__S<n>---<start>-<end>.wav; made by the recipe's own `--synth
+true` stage 0) given with --corpus-dir; prep, features, 2 parallel trainers on one store, ensemble
+p=1,2 + baselines, evaluate, report with a tiny profile.  Then reruns redo nothing."""
+import shutil
 import json
 import os
 import sqlite3
@@ -24,17 +27,26 @@ tower_b1:
 
 
 @pytest.mark.timeout(900)
-def test_synth_lid_recipe_end_to_end(tmp_path):
+def test_lid_recipe_on_a_voxlingua107_tree(tmp_path):
     work = tmp_path / "lid"
     work.mkdir()
     for name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "utils"):
         (work / name).symlink_to(RECIPE / name)
     (tmp_path / "tiny.yaml").write_text(TINY)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    cmd = ["bash", "run.sh", "--synth", "true", "--synth-langs", "en de", "--synth-utts", "8",
-           "--synth-speakers", "4", "--ensemble-members", "2", "--profile", str(tmp_path / "tiny.yaml")]
+    synth = ["bash", "run.sh", "--synth", "true", "--synth-langs", "en de", "--synth-utts", "8",
+             "--synth-speakers", "4"]
+    proc = subprocess.run(synth + ["--stop-stage", "0"], cwd=work, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    corpus = tmp_path / "voxlingua107"
+    shutil.copytree(work / "corpus/synth_lid", corpus, ignore=shutil.ignore_patterns(".done"))
+    # The languages are there: stage 0 fetches nothing (download stays on, as by default).
+    cmd = ["bash", "run.sh", "--corpus-dir", str(corpus), "--langs", "en de", "--ensemble-members", "2",
+           "--baseline-towers", "conf/baseline_lstm_small.json conf/baseline_lstm_medium.json",
+           "--profile", str(tmp_path / "tiny.yaml")]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("already holds wav files; skipping") == 2
 
     con = sqlite3.connect(work / "exp/search_b1/store.db")
     rows = con.execute("SELECT status, trainer_id FROM tower_candidates").fetchall()
@@ -49,6 +61,13 @@ def test_synth_lid_recipe_end_to_end(tmp_path):
         assert f"{100 * r['acc']:.2f}" in table
     assert (work / "RESULTS_curves.png").is_file()
     assert (work / "exp/ensemble_b1/decode_test_p2/confusion.txt").is_file()
+    assert f"({corpus})" in table
+    # Rerunning data prep and features on the same corpus keeps the data dirs and their features.
+    feats = {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in ("train", "dev", "test")}
+    again = subprocess.run(cmd + ["--stop-stage", "2"], cwd=work, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("features are up to date") == 3
+    assert {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in ("train", "dev", "test")} == feats
     # Rerunning the search with its budget spent claims nothing more.
     proc2 = subprocess.run(cmd + ["--stage", "3", "--stop-stage", "3"], cwd=work, env=env,
                            capture_output=True, text=True)
@@ -58,7 +77,7 @@ def test_synth_lid_recipe_end_to_end(tmp_path):
     # Stage 0 again with other corpus options: the corpus is made again, not silently reused
     # (before, .done was a bare marker and --synth-utts was ignored).
     before = len(list((work / "corpus/synth_lid").rglob("*.wav")))
-    proc3 = subprocess.run([c if c != "8" else "6" for c in cmd] + ["--stage", "0", "--stop-stage", "0"],
+    proc3 = subprocess.run([c if c != "8" else "6" for c in synth] + ["--stage", "0", "--stop-stage", "0"],
                            cwd=work, env=env, capture_output=True, text=True)
     assert proc3.returncode == 0, proc3.stderr[-3000:]
     assert "making it again" in proc3.stdout + proc3.stderr

@@ -219,11 +219,13 @@ def test_download_checksum_and_untar(tmp_path):
     served = fake_archives(tmp_path)
     url = served.as_uri()
     dest = tmp_path / "dest"
-    # The published checksums do not match the fake archives: refused, nothing left behind.
+    # The published checksums do not match the fake archives: refused, never unpacked, and the
+    # download kept (the hint names the flag that would accept it) rather than deleted.
     bad = subprocess.run(["bash", str(DOWNLOAD), "--url-base", url, str(dest)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "checksum mismatch" in bad.stderr and "2f494334227864a8a8fec932999db9d8" in bad.stderr
-    assert not (dest / "data_aishell.tgz.part").exists() and not (dest / "data_aishell.tgz").exists()
+    assert f"--data-md5 {md5(served / 'data_aishell.tgz')}" in bad.stderr
+    assert (dest / "data_aishell.tgz.part").is_file() and not (dest / "data_aishell.tgz").exists()
     assert not (dest / "data_aishell" / ".complete").exists()
 
     args = ["--url-base", url, "--data-md5", md5(served / "data_aishell.tgz"),

@@ -275,7 +275,9 @@ def test_download_verifies_checksum_and_skips_when_complete(tmp_path):
                           str(tmp_path / "bad"), "v0.01"], capture_output=True, text=True)
     assert bad.returncode != 0 and "checksum mismatch" in bad.stderr
     assert not (tmp_path / "bad" / ".complete").exists()
-    assert not list((tmp_path / "bad").glob("*.tar.gz*")), "a corrupt download was left behind"
+    # refused, never taken for the archive, but what was fetched is kept for the user to judge
+    assert not (tmp_path / "bad" / "speech_commands_v0.01.tar.gz").exists()
+    assert (tmp_path / "bad" / "speech_commands_v0.01.tar.gz.part").read_bytes() == archive.read_bytes()
 
     dest = tmp_path / "good"
     ok = subprocess.run(["bash", str(DOWNLOAD), "--url", url, "--sha256", sha256(archive),
