@@ -46,6 +46,8 @@ DEFAULTS = {
 }
 
 
+# `model:` keys are the arguments of the builder its `name` picks: checked by check_model_config.
+FREE = ("model",)
 # Value checks run before any data is read or anything is written (nasr.utils.config).
 CHECKS = {
     "model": check_model_config,
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
     exp = Path(args.exp_dir)
     log = setup_logging(exp / "log" / "train.log", with_env=True)
     command = " ".join(["python -m nasr.bin.train"] + (argv if argv is not None else sys.argv[1:]))
-    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=("model",),
+    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE,
                       checks=CHECKS)
     labels = load_labels(list(args.train_data) + list(args.valid_data))
     train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])

@@ -50,12 +50,14 @@ def check_resume_config(exp_dir, diffs: Mapping[str, Tuple[Any, Any]], allow: bo
             f"--allow-config-change to continue with the new settings, or use another --exp-dir)")
 
 
-def record_config_change(exp_dir, diffs: Mapping[str, Tuple[Any, Any]], command: str, epoch: int) -> None:
+def record_config_change(exp_dir, diffs: Mapping[str, Tuple[Any, Any]], command: str,
+                         epoch: int | None = None) -> None:
     """Append the allowed change to <exp-dir>/config_changes.log (rewritten atomically)."""
     path = Path(exp_dir) / CHANGES_LOG
     before = path.read_text(encoding="utf-8") if path.is_file() else ""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"{stamp} resumed after epoch {epoch} with --allow-config-change: {command}"]
+    after = f" after epoch {epoch}" if epoch is not None else ""
+    lines = [f"{stamp} resumed{after} with --allow-config-change: {command}"]
     lines += [f"  {k}: {_short(a)} -> {_short(b)}" for k, (a, b) in diffs.items()]
     with atomic_write(path) as f:
         f.write(before + "\n".join(lines) + "\n")

@@ -122,7 +122,7 @@ def one_of(names: Iterable[str], what: str = "name") -> Callable[[Any], None]:
         if v not in known:
             close = difflib.get_close_matches(str(v), [str(k) for k in known], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown {what} {v!r}{hint}; known: {', '.join(map(str, known))}")
+            raise ValueError(f"names an unknown {what} {v!r}{hint}; known: {', '.join(map(str, known))}")
     return check
 
 
