@@ -75,11 +75,6 @@ CHECKS = {
 MAY_CHANGE = ("num_workers",)
 
 
-def check_stages(cfg) -> None:
-    """The stage list (depths, ops per edge, dropout in [0, 1)) as run_pdarts will read it."""
-    parse_stages(cfg)
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="search YAML (conf/pdarts_*.yaml)")
@@ -152,7 +147,7 @@ def main(argv=None) -> int:
     command = " ".join(["python -m nasr.bin.search_pdarts"] + (argv if argv is not None else sys.argv[1:]))
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE, checks=CHECKS)
     try:
-        check_stages(cfg)
+        parse_stages(cfg)  # depths, ops per edge, dropout in [0, 1), as run_pdarts will read them
     except ValueError as e:
         raise SystemExit(f"{args.config}: {e}") from None
     log.info("config: %s", cfg)

@@ -90,20 +90,24 @@ class Killed(Exception):
 
 
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path, kws_corpus, monkeypatch):
-    body = DARTS + "epochs: 2\n"  # drop-path draws from torch's RNG every step
+    # Drop-path draws from torch's RNG in every step from epoch 2 on (its rate ramps up from 0).
+    body = DARTS + "epochs: 3\n"
     assert run(tmp_path, kws_corpus, body, exp="unbroken") == 0
+    prune = train.prune_checkpoints
 
-    def kill_after_epoch_1(exp, keep):
-        raise Killed()
+    def kill_after_epoch_2(exp, keep):
+        if (exp / "epoch-2.pt").exists():
+            raise Killed()
+        prune(exp, keep)
 
     with monkeypatch.context() as m:
-        m.setattr(train, "prune_checkpoints", kill_after_epoch_1)
+        m.setattr(train, "prune_checkpoints", kill_after_epoch_2)
         with pytest.raises(Killed):
             run(tmp_path, kws_corpus, body, exp="killed")
-    assert not (tmp_path / "killed" / "epoch-2.pt").exists()
+    assert not (tmp_path / "killed" / "epoch-3.pt").exists()
     assert run(tmp_path, kws_corpus, body, exp="killed") == 0
-    a = load_checkpoint(tmp_path / "unbroken" / "epoch-2.pt")["model"]
-    b = load_checkpoint(tmp_path / "killed" / "epoch-2.pt")["model"]
+    a = load_checkpoint(tmp_path / "unbroken" / "epoch-3.pt")["model"]
+    b = load_checkpoint(tmp_path / "killed" / "epoch-3.pt")["model"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

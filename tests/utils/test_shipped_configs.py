@@ -36,4 +36,5 @@ def test_shipped_config_loads_strictly(path):
     profile = path.parent / "synth.yaml"
     for prof in (None, profile if profile.is_file() else None):
         cfg = load_config(path, (), step.DEFAULTS, profile=prof, free=getattr(step, "FREE", ()), checks=step.CHECKS)
-        assert cfg
+        if step is search_pdarts:
+            search_pdarts.parse_stages(cfg)
