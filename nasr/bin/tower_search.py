@@ -23,8 +23,8 @@ from typing import Dict, List, Tuple
 import torch
 
 from nasr.tower.tune import DEFAULTS as TUNE_DEFAULTS
-from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int, positive_number,
-                               probability, save_config)
+from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
+                               positive_number, probability, save_config)
 from nasr.utils.io import FormatError
 
 DEFAULTS: Dict = {

@@ -181,8 +181,9 @@ def main(argv=None) -> int:
         fixed = ensure_best(exp, history, best_epoch)
         if fixed:
             log.warning("%s", fixed)
-    if isinstance(mcfg.get("genotype"), str) and Path(build_cfg["genotype"]).resolve() != Path(mcfg["genotype"]).resolve():
-        with atomic_write(mcfg["genotype"]) as f:
+    copy_to = mcfg.get("genotype")
+    if isinstance(copy_to, str) and Path(build_cfg["genotype"]).resolve() != Path(copy_to).resolve():
+        with atomic_write(copy_to) as f:
             f.write(Path(build_cfg["genotype"]).read_text(encoding="utf-8"))
     save_config(cfg, exp / "config.yaml")
     if changes:

@@ -47,7 +47,8 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}) "
-                              f"(fix: delete it; rerunning the step then resumes from the previous epoch-N.pt)") from None
+                              f"(fix: delete it; rerunning the step then resumes from the previous "
+                              f"epoch-N.pt)") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a nasr checkpoint (no 'model' entry) "
                               f"(fix: point at an epoch-N.pt or best.pt written by nasr)")
