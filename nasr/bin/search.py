@@ -26,14 +26,18 @@ from nasr.nas.architect import Architect
 from nasr.nas.draw import alpha_figure, draw_genotype
 from nasr.nas.health import batch_statistics, format_health, near_uniform_warning, search_health
 from nasr.nas.pdarts import plot_health
+from nasr.nas.ops import OPS
 from nasr.nas.search_model import SearchNetwork
-from nasr.nas.spaces import get_space
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from nasr.nas.spaces import OP_SPACES, get_space
+from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
+                                   rng_states, save_checkpoint)
 from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import autocast_context
-from nasr.utils.config import load_config, save_config
+from nasr.train.resume import check_resume_config, config_changes, record_config_change
+from nasr.utils.config import (keys_of, load_config, non_negative_int, non_negative_number, one_of, optional,
+                               positive_int, positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
-from nasr.utils.io import write_json
+from nasr.utils.io import atomic_write, write_json
 from nasr.utils.log import progress, setup_logging
 
 DEFAULTS = {
@@ -56,6 +60,34 @@ DEFAULTS = {
     "seed": 1,
 }
 
+# Value checks run before any data is read or anything is written (nasr.utils.config).
+CHECKS = {
+    "space": one_of(OP_SPACES, "op space"),
+    **{f"model.{k}": positive_int for k in ("C", "layers", "steps", "multiplier", "stem_multiplier",
+                                            "stem_stride", "pc_k")},
+    "epochs": positive_int,
+    "batch_size": positive_int,
+    "optim.lr": positive_number,
+    "optim.lr_min": non_negative_number,
+    "optim.momentum": probability,
+    "optim.weight_decay": non_negative_number,
+    "optim.grad_clip": non_negative_number,
+    "arch.lr": positive_number,
+    "arch.weight_decay": non_negative_number,
+    "arch.start_epoch": non_negative_int,
+    "augment.p_noise": probability,
+    "augment.noise_volume": non_negative_number,
+    "augment.shift_ms": non_negative_number,
+    "max_ops": keys_of(OPS, "op", non_negative_int),
+    "max_ops_reduce": keys_of(OPS, "op", non_negative_int),
+    "max_train_utts": optional(positive_int),
+    "max_valid_utts": optional(positive_int),
+    "num_workers": non_negative_int,
+    "seed": non_negative_int,
+}
+# Settings a resume may change: they do not alter the search.
+MAY_CHANGE = ("num_workers",)
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,6 +98,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the exp dir's (logged in config_changes.log)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. epochs=10 model.C=8")
     return p
@@ -133,8 +167,8 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
     log = setup_logging(exp / "log" / "search.log", with_env=True)
-    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
-    save_config(cfg, exp / "config.yaml")
+    command = " ".join(["python -m nasr.bin.search"] + (argv if argv is not None else sys.argv[1:]))
+    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, checks=CHECKS)
     log.info("config: %s", cfg)
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
@@ -160,16 +194,25 @@ def main(argv=None) -> int:
                           weight_decay=a["weight_decay"], unrolled=a["unrolled"],
                           w_momentum=o["momentum"], w_weight_decay=o["weight_decay"])
 
-    start_epoch, history, search_seconds = 0, [], 0.0
+    # Every check before the first write: a refused resume leaves the exp dir as it was.
+    start_epoch, history, search_seconds, changes = 0, [], 0.0, {}
     ckpt = None if args.no_resume else latest_checkpoint(exp)
     if ckpt is not None:
+        changes = config_changes(exp, cfg, MAY_CHANGE)
+        check_resume_config(exp, changes, args.allow_config_change)
         state = load_checkpoint(ckpt)
         load_model_state(model, state, ckpt)
         w_opt.load_state_dict(state["w_optimizer"])
         sched.load_state_dict(state["scheduler"])
         architect.optimizer.load_state_dict(state["arch_optimizer"])
         start_epoch, history, search_seconds = state["epoch"], state["history"], state["search_seconds"]
+        if "rng" in state:
+            restore_rng_states(state["rng"])
         log.info("resumed from %s (epoch %d done)", ckpt, start_epoch)
+    save_config(cfg, exp / "config.yaml")
+    if changes:
+        record_config_change(exp, changes, command, start_epoch)
+        log.warning("config changed on resume (--allow-config-change): %s", sorted(changes))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -232,7 +275,7 @@ def main(argv=None) -> int:
         save_checkpoint(exp / f"epoch-{epoch}.pt", {
             "model": model.state_dict(), "w_optimizer": w_opt.state_dict(), "scheduler": sched.state_dict(),
             "arch_optimizer": architect.optimizer.state_dict(), "epoch": epoch, "history": history,
-            "search_seconds": search_seconds, "config": cfg})
+            "search_seconds": search_seconds, "config": cfg, "rng": rng_states()})
     writer.close()
 
     # "the best cell architecture with the highest validation score found by the search phase"
@@ -242,7 +285,8 @@ def main(argv=None) -> int:
     if warning:
         log.warning("%s", warning)
     best_path = exp / "genotypes" / f"epoch-{best['epoch']}.json"
-    (exp / "genotype.json").write_text(best_path.read_text())
+    with atomic_write(exp / "genotype.json") as f:
+        f.write(best_path.read_text(encoding="utf-8"))
     from nasr.nas.genotype import Genotype
 
     draw_genotype(Genotype.load(exp / "genotype.json"), exp / "cells")
@@ -254,7 +298,7 @@ def main(argv=None) -> int:
         "selected_on": "supernet accuracy on the alpha half (validation data, batch statistics)",
         "final_alpha_entropy_ratio": final["mean_entropy_ratio"] if final else None,
         "final_top_op_weight": final["mean_top_weight"] if final else None, "warning": warning,
-        "command": " ".join(["python -m nasr.bin.search"] + (argv if argv is not None else sys.argv[1:]))})
+        "command": command})
     log.info("best epoch %d (valid acc %.4f); genotype -> %s; search took %.1f s on %s", best["epoch"],
              best["valid"]["acc"], exp / "genotype.json", search_seconds, describe_device(device))
     return 0

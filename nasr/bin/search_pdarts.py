@@ -23,13 +23,17 @@ import torch
 from nasr.data.asr_dataset import AsrDataset
 from nasr.nas.draw import draw_genotype
 from nasr.nas.genotype import Genotype
+from nasr.nas.ops import OPS
 from nasr.nas.pdarts import DEFAULTS as PDARTS_DEFAULTS
-from nasr.nas.pdarts import run_pdarts
+from nasr.nas.pdarts import parse_stages, run_pdarts
 from nasr.nas.search_model import SearchNetwork
+from nasr.nas.spaces import OP_SPACES
 from nasr.train.ctc import batch_ctc_loss, batch_to, input_dims, make_loader
-from nasr.utils.config import load_config, save_config
+from nasr.train.resume import check_resume_config, config_changes, record_config_change
+from nasr.utils.config import (keys_of, list_of, load_config, non_negative_int, non_negative_number, one_of,
+                               optional, positive_int, positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
-from nasr.utils.io import write_json
+from nasr.utils.io import atomic_write, write_json
 from nasr.utils.log import setup_logging
 
 log = logging.getLogger("nasr.search_pdarts")
@@ -45,6 +49,31 @@ DEFAULTS = dict(PDARTS_DEFAULTS, **{
     "seed": 1,
 })
 
+# Mappings whose keys are op names (checked in CHECKS), not config keys.
+FREE = ("max_ops_normal", "max_ops_reduce")
+# Value checks run before any data is read or anything is written (nasr.utils.config).
+CHECKS = {
+    "space": one_of(OP_SPACES, "op space"),
+    **{f"model.{k}": positive_int for k in ("C", "steps", "multiplier", "stem_multiplier", "stem_stride", "pc_k")},
+    "epochs_per_stage": positive_int,
+    "warmup_epochs": non_negative_int,
+    "dropout_ops": list_of(one_of(OPS, "op")),
+    "dropout_decay": non_negative_number,
+    "max_ops_normal": keys_of(OPS, "op", non_negative_int),
+    "max_ops_reduce": keys_of(OPS, "op", non_negative_int),
+    "always_keep": list_of(one_of(OPS, "op")),
+    "optim.lr": positive_number,
+    "optim.momentum": probability,
+    "arch.lr": positive_number,
+    "batch_size": positive_int,
+    "max_frames": positive_int,
+    "max_train_utts": optional(positive_int),
+    "num_workers": non_negative_int,
+    "seed": non_negative_int,
+}
+# Settings a resume may change: they do not alter the search.
+MAY_CHANGE = ("num_workers",)
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +85,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="repeat the search N times, keep the best")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-resume", action="store_true", help="start over even if stages are on disk")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the exp dir's (logged in config_changes.log)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. epochs_per_stage=2 model.C=8")
     return p
@@ -113,11 +144,23 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
     setup_logging(exp / "log" / "search.log", with_env=True)
-    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
-    save_config(cfg, exp / "config.yaml")
+    command = " ".join(["python -m nasr.bin.search_pdarts"] + (argv if argv is not None else sys.argv[1:]))
+    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE, checks=CHECKS)
+    try:
+        parse_stages(cfg)  # depths, ops per edge, dropout in [0, 1), as run_pdarts will read them
+    except ValueError as e:
+        raise SystemExit(f"{args.config}: {e}") from None
     log.info("config: %s", cfg)
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
+    # A resume continues the stages on disk: they must belong to this config.
+    resuming = not args.no_resume and any(exp.glob("seed-*/stage-*/*"))
+    changes = config_changes(exp, cfg, MAY_CHANGE) if resuming else {}
+    check_resume_config(exp, changes, args.allow_config_change)
+    save_config(cfg, exp / "config.yaml")
+    if changes:
+        record_config_change(exp, changes, command)
+        log.warning("config changed on resume (--allow-config-change): %s", sorted(changes))
     device = get_device(args.device)
     dataset = AsrDataset(args.train_data, args.lang, max_frames=cfg["max_frames"], return_utt=False)
     if cfg["max_train_utts"]:
@@ -137,7 +180,8 @@ def main(argv=None) -> int:
         log.info("seed %d: final valid loss %.4f, genotype %s", seed, r["valid_loss"],
                  r["genotype"].to_json().replace("\n", " "))
     best = min(results, key=lambda r: r["valid_loss"])
-    (exp / "genotype.json").write_text(Path(best["genotype"]).read_text())
+    with atomic_write(exp / "genotype.json") as f:
+        f.write(Path(best["genotype"]).read_text(encoding="utf-8"))
     try:
         draw_genotype(Genotype.load(exp / "genotype.json"), exp / "cells")
     except Exception as e:  # drawing needs graphviz's dot; the genotype is what matters
@@ -149,7 +193,7 @@ def main(argv=None) -> int:
         "stages": cfg["stages"], "epochs_per_stage": cfg["epochs_per_stage"], "seeds": args.seeds,
         "search_seconds": seconds, "device": describe_device(device), "device_hours": seconds / 3600.0,
         "channels": cfg["model"]["C"],
-        "command": " ".join(["python -m nasr.bin.search_pdarts"] + (argv if argv is not None else sys.argv[1:]))})
+        "command": command})
     log.info("best seed %d (valid loss %.4f) -> %s; %d seed(s) took %.1f s on %s", best["seed"],
              best["valid_loss"], exp / "genotype.json", args.seeds, seconds, describe_device(device))
     return 0

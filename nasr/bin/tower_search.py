@@ -23,12 +23,15 @@ from typing import Dict, List, Tuple
 import torch
 
 from nasr.tower.search import PAPER_TRAIN
-from nasr.utils.config import load_config, save_config
+from nasr.tower.tune import DEFAULTS as TUNE_DEFAULTS
+from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
+                               positive_number, probability, save_config)
 from nasr.utils.io import FormatError
 
 DEFAULTS: Dict = {
     "task": "lid",                     # lid (utt2lang) or kws (text + labels.txt)
     "blocks": "conf/blocks_b1.yaml",   # a block-set YAML path, or the list of block names itself
+    "block_set_name": None,            # the name of an inline `blocks:` list (default: the config's stem)
     "max_frames": 400,                 # the paper's LID input: at most 400 frames x 40 log-mel
     "seed": 1,
     "threads": 1,                      # torch threads per trainer: L trainers share the machine
@@ -38,8 +41,30 @@ DEFAULTS: Dict = {
     # The paper's footnote 3 (Adam, lr 5.24e-5, batch 20, dropout 0.3 between blocks, the staircase
     # decay x0.86156 four times: nasr.tower.search.PAPER_TRAIN, staircase_lr)
     "train": {**PAPER_TRAIN, "grad_clip": 5.0, "weight_decay": 0.0},
-    "tune": {"enabled": False},
+    "tune": dict(TUNE_DEFAULTS),
     "ensemble": {"members": 3, "train_steps": 4000, "eval_every": 400},
+}
+
+# Value checks run before any data is read or anything is written (nasr.utils.config); block names
+# are checked by load_blocks.
+CHECKS = {
+    "task": one_of(("lid", "kws"), "task"),
+    "max_frames": positive_int,
+    "threads": positive_int,
+    **{f"search.{k}": positive_int for k in ("max_blocks", "explore_m", "train_steps", "eval_every")},
+    **{f"search.{k}": optional(positive_int) for k in ("max_candidates", "max_train_utts", "max_valid_utts")},
+    "search.lease_s": positive_number,
+    "train.lr": positive_number,
+    "train.dropout": probability,
+    "train.batch_size": positive_int,
+    "train.grad_clip": non_negative_number,
+    "train.weight_decay": non_negative_number,
+    "train.lr_decay": positive_number,
+    "train.lr_decay_times": non_negative_int,
+    "tune.startup_trials": positive_int,
+    "ensemble.members": positive_int,
+    "ensemble.train_steps": positive_int,
+    "ensemble.eval_every": positive_int,
 }
 
 
@@ -63,7 +88,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args) -> Dict:
-    return load_config(args.config, args.override, DEFAULTS, profile=args.profile)
+    return load_config(args.config, args.override, DEFAULTS, profile=args.profile, checks=CHECKS)
 
 
 def load_blocks(cfg: Dict, config_path) -> Tuple[str, List[str]]:
@@ -77,7 +102,7 @@ def load_blocks(cfg: Dict, config_path) -> Tuple[str, List[str]]:
             names = [canonical_name(b) for b in spec]
         except BlockError as e:
             raise FormatError(config_path, None, f"blocks: {e}") from None
-        return str(cfg.get("block_set_name", Path(config_path).stem)), names
+        return str(cfg.get("block_set_name") or Path(config_path).stem), names
     path = Path(spec)
     if not path.is_file() and (Path(config_path).parent / path.name).is_file():
         path = Path(config_path).parent / path.name

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,13 +20,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from nasr.models.registry import build_model
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from nasr.models.registry import build_model, check_model_config
+from nasr.train.checkpoint import (ensure_best, latest_checkpoint, load_checkpoint, load_model_state,
+                                   restore_rng_states, rng_states, save_checkpoint)
 from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader, speaker_holdout
 from nasr.train.loop import evaluate, train_one_epoch
-from nasr.utils.config import load_config, save_config
+from nasr.train.resume import check_resume_config, config_changes, record_config_change
+from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,
+                               positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
-from nasr.utils.io import write_json
+from nasr.utils.io import atomic_write, read_json, write_json
 from nasr.utils.log import setup_logging
 from nasr.utils.profile import profile
 
@@ -50,6 +52,31 @@ DEFAULTS = {
 }
 
 
+# `model:` keys are the arguments of the builder its `name` picks: checked by check_model_config.
+FREE = ("model",)
+# Value checks run before any data is read or anything is written (nasr.utils.config).
+CHECKS = {
+    "model": check_model_config,
+    "epochs": positive_int,
+    "batch_size": positive_int,
+    "optim.name": one_of(("sgd", "adamw"), "optimizer"),
+    "optim.lr": positive_number,
+    "optim.lr_min": non_negative_number,
+    "optim.momentum": probability,
+    "optim.weight_decay": non_negative_number,
+    "optim.grad_clip": non_negative_number,
+    "aux_weight": non_negative_number,
+    "augment.p_noise": probability,
+    "augment.noise_volume": non_negative_number,
+    "augment.shift_ms": non_negative_number,
+    "num_workers": non_negative_int,
+    "keep_last": non_negative_int,
+    "seed": non_negative_int,
+}
+# Settings a resume may change: they do not alter the run.
+MAY_CHANGE = ("num_workers", "keep_last")
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
@@ -60,6 +87,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the exp dir's (logged in config_changes.log)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE")
     return p
 
@@ -80,11 +109,21 @@ def prune_checkpoints(exp: Path, keep: int) -> None:
         (exp / f"epoch-{e}.pt").unlink(missing_ok=True)
 
 
+def best_epoch(history) -> int:
+    """The epoch best.pt holds: the first with the best validation accuracy, or the last epoch
+    without validation data (the paper's retraining on train+valid)."""
+    if any("valid" in h for h in history):
+        return max(history, key=lambda h: h.get("valid", {}).get("acc", -1))["epoch"]
+    return history[-1]["epoch"]
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
     log = setup_logging(exp / "log" / "train.log", with_env=True)
-    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
+    command = " ".join(["python -m nasr.bin.train"] + (argv if argv is not None else sys.argv[1:]))
+    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE,
+                      checks=CHECKS)
     labels = load_labels(list(args.train_data) + list(args.valid_data))
     train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])
     valid_ds, valid_desc = None, None
@@ -99,29 +138,30 @@ def main(argv=None) -> int:
         log.info("validation: %d utts of %s (%d utts left to train on)", len(held), valid_desc, len(kept))
     shape = input_shape(train_ds)
     mcfg = dict(cfg["model"])
-    if "name" not in mcfg:
-        raise ValueError(f"{args.config}: no model.name (fix: add `model: {{name: darts_net, ...}}`)")
     mcfg.setdefault("num_classes", len(labels))
     mcfg.setdefault("in_channels", shape[0])
+    build_cfg = dict(mcfg)
+    genotype_changed = {}
     if mcfg["name"] == "darts_net":
         if args.genotype:
-            mcfg["genotype"] = args.genotype
+            mcfg["genotype"] = build_cfg["genotype"] = args.genotype
         if "genotype" not in mcfg:
             raise ValueError("model darts_net needs a genotype (fix: --genotype exp/search_x/genotype.json)")
-        # Copy the genotype into the exp dir: the experiment stays reproducible if the search reruns.
         if isinstance(mcfg["genotype"], str):
-            exp.mkdir(parents=True, exist_ok=True)
-            if Path(mcfg["genotype"]).resolve() != (exp / "genotype.json").resolve():
-                shutil.copyfile(mcfg["genotype"], exp / "genotype.json")
-            mcfg["genotype"] = str(exp / "genotype.json")
+            # The genotype is copied into the exp dir (once every check has passed): the experiment
+            # stays reproducible if the search reruns. A resume with another genotype is a change.
+            kept = exp / "genotype.json"
+            source = Path(mcfg["genotype"])
+            if source.resolve() != kept.resolve() and kept.is_file() and read_json(kept) != read_json(source):
+                genotype_changed = {"genotype.json": (str(kept), str(source))}
+            mcfg["genotype"] = str(kept)
     cfg["model"] = mcfg
     cfg["input_size"] = list(shape[1:])
-    save_config(cfg, exp / "config.yaml")
     log.info("config: %s", cfg)
 
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
-    model = build_model(mcfg).to(device)
+    model = build_model(build_cfg).to(device)
     prof = profile(model, shape)  # one example, no batch dim
     log.info("model %s: %d params, %d MACs; train %d utts, %d classes", mcfg["name"], prof["params"],
              prof["macs"], len(train_ds), len(labels))
@@ -134,20 +174,41 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (o["lr_min"] + 0.5 * (o["lr"] - o["lr_min"]) * (1 + math.cos(math.pi * min(s, total) / total))) / o["lr"])
 
-    start, history, train_seconds = 0, [], 0.0
+    # Every check before the first write: a refused resume leaves the exp dir as it was.
+    start, history, train_seconds, changes = 0, [], 0.0, {}
     ckpt = None if args.no_resume else latest_checkpoint(exp)
     if ckpt is not None:
+        # model.genotype is always the exp dir's copy (its spelling follows --exp-dir): the copy's
+        # content is what is compared.
+        changes = config_changes(exp, cfg, MAY_CHANGE + ("model.genotype",), genotype_changed)
+        check_resume_config(exp, changes, args.allow_config_change)
         st = load_checkpoint(ckpt)
         load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
+        if "rng" in st:
+            restore_rng_states(st["rng"])
+        else:
+            log.warning("%s holds no RNG state (written by an older nasr): the resumed run draws "
+                        "other drop-path and dropout masks than an unbroken one would", ckpt)
         log.info("resumed from %s (epoch %d done)", ckpt, start)
+        fixed = ensure_best(exp, history, best_epoch)
+        if fixed:
+            log.warning("%s", fixed)
+    copy_to = mcfg.get("genotype")
+    if isinstance(copy_to, str) and Path(build_cfg["genotype"]).resolve() != Path(copy_to).resolve():
+        with atomic_write(copy_to) as f:
+            f.write(Path(build_cfg["genotype"]).read_text(encoding="utf-8"))
+    save_config(cfg, exp / "config.yaml")
+    if changes:
+        record_config_change(exp, changes, command, start)
+        log.warning("config changed on resume (--allow-config-change): %s; logged in %s", sorted(changes),
+                    exp / "config_changes.log")
 
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(exp / "tensorboard"))
-    best_acc = max((h.get("valid", {}).get("acc", -1) for h in history), default=-1)
     for epoch in range(start + 1, cfg["epochs"] + 1):
         t0 = time.time()
         if hasattr(model, "drop_path_prob"):
@@ -174,11 +235,10 @@ def main(argv=None) -> int:
                  f" | valid loss {rec['valid']['loss']:.4f} acc {rec['valid']['acc']:.4f}" if valid_ds is not None else "",
                  time.time() - t0, 100 * tr["data_wait_frac"])
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg}
+                 "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg,
+                 "rng": rng_states()}
         save_checkpoint(exp / f"epoch-{epoch}.pt", state)
-        acc = rec.get("valid", {}).get("acc")
-        if acc is None or acc > best_acc:
-            best_acc = acc if acc is not None else best_acc
+        if best_epoch(history) == epoch:
             save_checkpoint(exp / "best.pt", state)
         prune_checkpoints(exp, cfg["keep_last"])
     writer.close()
@@ -189,8 +249,7 @@ def main(argv=None) -> int:
                                     "holdout_speakers": cfg["holdout_speakers"] if not args.valid_data else 0.0,
                                     "checkpoint_selection": (f"best validation accuracy on {valid_desc}"
                                                              if valid_ds is not None else "last epoch"),
-                                    "command": " ".join(["python -m nasr.bin.train"]
-                                                        + (argv if argv is not None else sys.argv[1:]))})
+                                    "command": command})
     log.info("done: %d epochs in %.1f s", cfg["epochs"], train_seconds)
     return 0
 

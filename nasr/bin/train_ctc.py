@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -41,12 +40,16 @@ import torch
 
 import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head)
 from nasr.data.asr_dataset import AsrDataset
-from nasr.models.registry import build_model
+from nasr.models.registry import build_model, check_model_config
 from nasr.nas.ops import count_parameters
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from nasr.nas.spaces import OP_SPACES
+from nasr.train.checkpoint import (copy_checkpoint, ensure_best, latest_checkpoint, load_checkpoint,
+                                   load_model_state, restore_rng_states, rng_states, save_checkpoint)
 from nasr.train.ctc import input_dims, train_ctc_epoch, validate_ctc
 from nasr.train import distributed as dist_util
-from nasr.utils.config import load_config, save_config
+from nasr.train.resume import check_resume_config, config_changes, record_config_change
+from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
+                               positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
 from nasr.utils.io import write_json
 from nasr.utils.log import setup_logging
@@ -70,8 +73,40 @@ DEFAULTS = {
     "bmuf": {"block_size": 16, "block_momentum": None, "block_lr": 1.0, "nesterov": True,
              "average_sync_steps": 0, "local_momentum": "reset"},
     "dist_timeout_s": 600,   # how long a collective waits for a missing worker before the job fails
+    "space": None,           # the op space the genotype must come from (null: any)
 }
 DIST_MODES = {"bmuf": "bmuf", "ddp": "ddp", "none": "single"}
+# `model:` keys are the arguments of the builder its `name` picks: checked by check_model_config.
+FREE = ("model",)
+# Value checks run before any data is read or anything is written (nasr.utils.config).
+CHECKS = {
+    "model": check_model_config,
+    "space": optional(one_of(OP_SPACES, "op space")),
+    "epochs": positive_int,
+    "batch_size": positive_int,
+    "max_frames": optional(positive_int),
+    "optim.lr": positive_number,
+    "optim.lr_min": non_negative_number,
+    "optim.momentum": probability,
+    "optim.weight_decay": non_negative_number,
+    "optim.grad_clip": non_negative_number,
+    "num_workers": non_negative_int,
+    "seed": non_negative_int,
+    "bmuf.block_size": positive_int,
+    "bmuf.block_momentum": optional(probability),
+    "bmuf.block_lr": positive_number,
+    "bmuf.average_sync_steps": non_negative_int,
+    "dist_timeout_s": positive_number,
+}
+# Settings a resume may change: they do not alter the run (a resume may use another number of workers).
+MAY_CHANGE = ("num_workers", "distributed", "dist_timeout_s")
+
+
+def best_epoch(history) -> int:
+    """The epoch best.pt holds: the first with the lowest dev loss, or the last without dev data."""
+    if any("valid_loss" in h for h in history):
+        return min(history, key=lambda h: h.get("valid_loss", float("inf")))["epoch"]
+    return history[-1]["epoch"]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -85,6 +120,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the newest epoch-N.pt")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the exp dir's (logged in config_changes.log)")
     p.add_argument("--distributed", choices=tuple(DIST_MODES), default="none",
                    help="how torchrun's workers cooperate: BMUF (block-wise model averaging with "
                         "momentum), DDP (gradient all-reduce every step), or none (one process)")
@@ -158,10 +195,9 @@ def main(argv=None) -> int:
 
 def train(args, argv) -> int:
     exp = Path(args.exp_dir)
-    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
-    if not cfg["model"].get("name"):
-        raise GenotypeSpaceError(f"{args.config}: no model section with a name (fix: add e.g. "
-                                 f"`model: {{name: darts_net, C: 24, layers: 17, head: ctc}}`)")
+    command = " ".join(["python -m nasr.bin.train_ctc"] + (argv if argv is not None else sys.argv[1:]))
+    cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE,
+                      checks=CHECKS)
     if args.genotype:
         cfg["model"]["genotype"] = str(args.genotype)
         check_genotype_space(cfg, args.genotype)
@@ -180,8 +216,6 @@ def train(args, argv) -> int:
     cfg["data"] = {"in_channels": c_in, "feat_dim": feat_dim, "num_units": train_ds.num_units,
                    "lang": str(args.lang), "train": str(args.train_data)}
     cfg["distributed"] = {"mode": ctx.mode, "workers": ctx.world_size, "backend": ctx.backend}
-    if main_rank:
-        save_config(cfg, exp / "config.yaml")
     log.info("config: %s", cfg)
     model = build_ctc_model(cfg, c_in, feat_dim, train_ds.num_units).to(device)
     params = count_parameters(model)
@@ -192,16 +226,30 @@ def train(args, argv) -> int:
     opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
                           weight_decay=o["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["epochs"], eta_min=o["lr_min"])
-    start, history, train_seconds = 0, [], 0.0
+    # Every check before the first write: a refused resume leaves the exp dir as it was.
+    start, history, train_seconds, changes = 0, [], 0.0, {}
     ckpt = latest_checkpoint(exp) if args.resume else None
     st = None
     if ckpt is not None:
+        changes = config_changes(exp, cfg, MAY_CHANGE)
+        check_resume_config(exp, changes, args.allow_config_change)
         st = load_checkpoint(ckpt)
         load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
+        if "rng" in st:
+            restore_rng_states(st["rng"])
         log.info("resumed from %s (epoch %d done)", ckpt, start)
+        if main_rank:
+            fixed = ensure_best(exp, history, best_epoch)
+            if fixed:
+                log.warning("%s", fixed)
+    if main_rank:
+        save_config(cfg, exp / "config.yaml")
+        if changes:
+            record_config_change(exp, changes, command, start)
+            log.warning("config changed on resume (--allow-config-change): %s", sorted(changes))
     b = cfg["bmuf"]
     train_model, stepper = dist_util.wrap_for_training(
         model, opt, ctx, block_size=b["block_size"], block_momentum=b["block_momentum"],
@@ -240,12 +288,10 @@ def train(args, argv) -> int:
             save_checkpoint(exp / f"epoch-{epoch}.pt", {
                 "model": state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "bmuf": bmuf.state_dict() if bmuf is not None else None,
-                "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg})
-            key = "valid_loss" if "valid_loss" in rec else "epoch"
-            best = min(history, key=lambda h: h[key]) if key == "valid_loss" else rec
-            if best is rec:
-                shutil.copyfile(exp / f"epoch-{epoch}.pt", exp / "best.pt.tmp")
-                (exp / "best.pt.tmp").replace(exp / "best.pt")
+                "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg,
+                "rng": rng_states()})
+            if best_epoch(history) == epoch:
+                copy_checkpoint(exp / f"epoch-{epoch}.pt", exp / "best.pt")
         else:
             history.append(rec)
         # Workers wait while rank 0 writes; nobody runs ahead into the next epoch's
@@ -260,7 +306,7 @@ def train(args, argv) -> int:
             "cells": cfg["model"].get("layers"), "channels": cfg["model"].get("C"),
             "genotype_source": cfg["model"].get("genotype"), "history": history,
             "train_data": [str(args.train_data)],
-            "command": " ".join(["python -m nasr.bin.train_ctc"] + (argv if argv is not None else sys.argv[1:]))})
+            "command": command})
     log.info("done: %d epochs, %.1f s on %s", cfg["epochs"], train_seconds, describe_device(device))
     dist_util.cleanup()
     return 0

@@ -94,6 +94,55 @@ def _accepted_kwargs(builder: Callable) -> list | None:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+# Builders that take **kwargs and hand them on: (module, the callees in order, keys the callees
+# fill in themselves).
+_FORWARDED_TO = {"darts_net": ("nasr.models.darts_net", ("DartsNetwork",), ()),
+                 "dfsmn_san": ("nasr.models.dfsmn_san", ("build_dfsmn_san_ctc", "DfsmnSan"),
+                               ("vocab_size", "feat_dim"))}
+
+
+def _named_params(fn) -> list:
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def model_keys(name: str) -> list:
+    """Every key a `model:` section for model `name` may hold: `name`, the input keys and the
+    builder's arguments (with those of the callees a **kwargs builder forwards to)."""
+    import importlib
+
+    builder = MODELS[name]
+    keys = _named_params(builder)
+    if name in _FORWARDED_TO:
+        module, callees, filled = _FORWARDED_TO[name]
+        for callee in callees:
+            keys += [k for k in _named_params(getattr(importlib.import_module(module), callee))
+                     if k not in keys and k not in filled]
+    return ["name", *INPUT_KEYS, *keys]
+
+
+def check_model_config(cfg) -> None:
+    """Refuse a `model:` section without a known `name` or with a key its builder does not take
+    (raised as nasr.utils.config.UnknownKeyError, so the config loader names the file and line)."""
+    from nasr.utils.config import UnknownKeyError, one_of, probability
+
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"must be a mapping with a 'name' key, got {cfg!r}")
+    if "name" not in cfg:
+        raise ValueError(f"has no 'name' (fix: add `name:` with one of {', '.join(sorted(MODELS))})")
+    one_of(sorted(MODELS), "model name")(cfg["name"])
+    valid = model_keys(cfg["name"])
+    for k in cfg:
+        if k not in valid:
+            raise UnknownKeyError(k, valid, f" (model '{cfg['name']}' does not take it)")
+    for k in ("drop_path_prob", "dropout"):
+        if k in cfg:
+            try:
+                probability(cfg[k])
+            except ValueError as e:
+                raise ValueError(f"{k} {e}") from None
+
+
 def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     """Build the model named by ``cfg["name"]`` with the other keys as keyword arguments."""
     if not isinstance(cfg, Mapping):

@@ -38,7 +38,8 @@ from nasr.nas.architect import Architect
 from nasr.nas.genotype import Genotype
 from nasr.nas.ops import POOLING_OPS
 from nasr.nas.spaces import get_space
-from nasr.train.checkpoint import latest_checkpoint, load_checkpoint, load_model_state, save_checkpoint
+from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
+                                   rng_states, save_checkpoint)
 from nasr.utils.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             sched.load_state_dict(st["scheduler"])
             architect.load_state_dict(st["architect"])
             start, stage_hist, stage_seconds = st["epoch"], st["history"], st["seconds"]
+            if "rng" in st:
+                restore_rng_states(st["rng"])
             log.info("stage %d: resumed from %s", s, ckpt)
         log.info("stage %d/%d: %d cells, %d ops per edge, C=%s, op dropout %.3f on %s", s, len(stages),
                  stage.layers, n_ops, cfg.get("model", {}).get("C"), stage.dropout,
@@ -280,7 +283,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             save_checkpoint(sdir / f"epoch-{epoch + 1}.pt", {
                 "model": model.state_dict(), "w_optimizer": w_opt.state_dict(),
                 "scheduler": sched.state_dict(), "architect": architect.state_dict(),
-                "epoch": epoch + 1, "history": stage_hist, "seconds": stage_seconds})
+                "epoch": epoch + 1, "history": stage_hist, "seconds": stage_seconds, "rng": rng_states()})
             plot_health(history + stage_hist, exp / "health.png")
         history.extend(stage_hist)
         search_seconds += stage_seconds

@@ -1,15 +1,20 @@
 """Checkpoints: `epoch-N.pt` per epoch plus `best.pt`, written atomically, loaded with a clear error.
 
 A checkpoint holds everything needed to resume exactly: model, optimizers, schedulers, the epoch just
-finished and any extra state (architecture parameters, RNG seeds, metric history)."""
+finished, every RNG state (python, numpy, torch CPU and CUDA: drop-path and dropout draw from torch's)
+and any extra state (architecture parameters, metric history). best.pt is a copy of one epoch's
+checkpoint, checked against the epoch history on every rerun (`ensure_best`)."""
 from __future__ import annotations
 
 import os
+import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
@@ -42,7 +47,8 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}) "
-                              f"(fix: delete it; --resume then restarts from the previous epoch)") from None
+                              f"(fix: delete it; rerunning the step then resumes from the previous "
+                              f"epoch-N.pt)") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a nasr checkpoint (no 'model' entry) "
                               f"(fix: point at an epoch-N.pt or best.pt written by nasr)")
@@ -109,3 +115,64 @@ def average_checkpoints(paths) -> Dict[str, torch.Tensor]:
         else:
             avg[k] = v.clone()
     return avg
+
+
+def rng_states() -> Dict[str, Any]:
+    """Every RNG a training step draws from, to store in a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng_states(states: Dict[str, Any]) -> None:
+    """Put back what rng_states() saved: a resumed run then draws what the unbroken run drew."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def copy_checkpoint(src, dst) -> None:
+    """Copy a checkpoint file atomically (a temporary file beside `dst`, renamed into place)."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def ensure_best(exp_dir, history: List[Dict[str, Any]], best_of: Callable[[List[Dict[str, Any]]], int],
+                name: str = "best.pt") -> Optional[str]:
+    """Make `exp_dir/best.pt` the checkpoint of the epoch `best_of(history)` names.
+
+    A best.pt that is missing, empty, unreadable or of another epoch (a kill between writing
+    epoch-N.pt and best.pt) is rebuilt from that epoch's epoch-N.pt; when that file is gone too
+    (pruned by keep_last) a CheckpointError says so. Returns what was done (None: best.pt was right)."""
+    if not history:
+        return None
+    exp_dir = Path(exp_dir)
+    want = int(best_of(history))
+    best = exp_dir / name
+    try:
+        got = load_checkpoint(best).get("epoch") if best.is_file() and best.stat().st_size else None
+        problem = None if got == want else (f"holds epoch {got}" if got is not None else
+                                            ("is empty" if best.is_file() else "is missing"))
+    except CheckpointError:
+        problem = "is unreadable"
+    if problem is None:
+        return None
+    src = exp_dir / f"epoch-{want}.pt"
+    try:
+        if load_checkpoint(src).get("epoch") != want:
+            raise CheckpointError(f"{src}: does not hold epoch {want}")
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{best} {problem} but the epoch history says the best epoch is {want}, and it cannot be "
+            f"rebuilt: {e} (fix: retrain with --no-resume, or restore {src.name} from a backup)") from None
+    copy_checkpoint(src, best)
+    return f"{best} {problem}; the history's best epoch is {want}: rebuilt from {src.name}"

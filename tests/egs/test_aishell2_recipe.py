@@ -199,7 +199,8 @@ def test_killed_worker_stops_the_job_and_the_checkpoint_resumes(recipe, tmp_path
     # Resume on one process with fewer epochs left: it starts after the newest checkpoint.
     resume = run([sys.executable, "-m", "nasr.bin.train_ctc", "--config", "conf/train_dfsmn_san.yaml",
                   "--profile", str(prof), "--train-data", "data/train", "--lang", "data/lang_char",
-                  "--exp-dir", str(exp), "--device", "cpu", "--resume", "--override", f"epochs={done + 1}"],
+                  "--exp-dir", str(exp), "--device", "cpu", "--resume", "--allow-config-change",
+                  "--override", f"epochs={done + 1}"],
                  work, env)
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert f"resumed from {exp}/epoch-{done}.pt" in resume.stderr

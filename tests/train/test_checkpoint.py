@@ -2,8 +2,8 @@ import torch
 
 import pytest
 
-from nasr.train.checkpoint import (CheckpointError, average_checkpoints, latest_checkpoint, load_checkpoint,
-                                   save_checkpoint)
+from nasr.train.checkpoint import (CheckpointError, average_checkpoints, ensure_best, latest_checkpoint,
+                                   load_checkpoint, restore_rng_states, rng_states, save_checkpoint)
 
 
 def test_round_trip_and_latest(tmp_path):
@@ -46,3 +46,38 @@ def test_load_model_state_names_the_checkpoint_and_the_fix_on_a_shape_mismatch(t
     same = torch.nn.Linear(4, 3)
     load_model_state(same, state, path)
     assert torch.equal(same.weight, state["model"]["weight"])
+
+
+def _best_is_first(history):
+    return history[0]["epoch"]
+
+
+def test_best_pt_is_rebuilt_from_the_history_or_refused(tmp_path):
+    m = torch.nn.Linear(3, 2)
+    history = [{"epoch": 1}, {"epoch": 2}]
+    for e in (1, 2):
+        save_checkpoint(tmp_path / f"epoch-{e}.pt", {"model": m.state_dict(), "epoch": e, "history": history[:e]})
+    assert "is missing" in ensure_best(tmp_path, history, _best_is_first)
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    assert ensure_best(tmp_path, history, _best_is_first) is None  # right already: untouched
+    (tmp_path / "best.pt").write_bytes(b"\x80garbage")
+    assert "unreadable" in ensure_best(tmp_path, history, _best_is_first)
+    # Stale (epoch 2 where the history says 1) and epoch-1.pt pruned: refused, not left as it is.
+    (tmp_path / "best.pt").write_bytes((tmp_path / "epoch-2.pt").read_bytes())
+    (tmp_path / "epoch-1.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"best\.pt holds epoch 2 but the epoch history says the best "
+                                              r"epoch is 1, and it cannot be rebuilt: .*epoch-1\.pt"):
+        ensure_best(tmp_path, history, _best_is_first)
+
+
+def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3)
+    save_checkpoint(tmp_path / "epoch-1.pt", {"model": {}, "rng": rng_states()})
+    want = (torch.rand(3), np.random.rand(), random.random())
+    restore_rng_states(load_checkpoint(tmp_path / "epoch-1.pt")["rng"])
+    got = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(want[0], got[0]) and want[1:] == got[1:]
