@@ -19,8 +19,9 @@ from torch import nn
 import torch.nn.functional as F
 
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
-from nasr.nas.ops import (POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head, build_op,
-                          halved_lengths, make_stem, reduced_size, reduction_indices)
+from nasr.nas.ops import (OPS, POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head,
+                          build_op, halved_lengths, make_stem, reduced_size, reduction_indices,
+                          unknown_op_message)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -63,6 +64,8 @@ class MixedOp(nn.Module):
 
     def set_op_dropout(self, op_dropout: Mapping[str, float]) -> None:
         for name, p in op_dropout.items():
+            if name not in OPS:  # a retired name here would silently drop no op's output
+                raise ValueError(f"op dropout: {unknown_op_message(name)}")
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"op dropout for '{name}' must be in [0, 1), got {p}")
         self.op_dropout = {k: float(v) for k, v in op_dropout.items()}
