@@ -20,6 +20,7 @@ train_set=data/train        # searched on train (weights) + valid (alphas); retr
 valid_set=data/valid        # data dir of the alpha half of the search
 test_set=data/test          # data dir scored in the table
 space=nas1                  # op space of the search: nas1 or nas2
+layers=6                    # cells of the retrained network: 6, or 12 (conf/train_<space>_l12.yaml)
 search=darts                # darts, or tower (tower-search-kws-lid: blocks B2, conf/tower_b2.yaml)
 num_trainers=2              # --search tower: trainers searching in parallel on one store
 tower_store=exp/search_tower/store.db  # --search tower: SQLite file, or a database URL for many machines
@@ -39,6 +40,7 @@ baselines=                  # stage 6 hand-designed baselines; default "res15 tc
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
  e.g.: $0 --corpus-dir /data/speech_commands_v0.01 --space nas2 --stage 3
+ e.g.: $0 --synth true --stage 4 --stop-stage 5 --layers 12; $0 --synth true --stage 7   # 12-cell rows
 Stages: 0 corpus (download or synthesize), 1 data prep, 2 features, 3 search, 4 retrain,
         5 evaluate (--search tower: 3-5 search, retrain, evaluate a tower), 6 baselines (Res15,
         TC-ResNet14-1.5, random architectures; every model at the same epochs), 7 report"
@@ -58,7 +60,12 @@ fi
 [ -z "$baselines" ] && baselines="res15 tc_resnet14"
 profile_opt=${profile:+--profile $profile}
 search_exp=exp/search_${space}
-train_exp=exp/train_${space}
+train_name=train_${space}
+[ "$layers" = 6 ] || train_name=${train_name}_l$layers  # the 6-cell network keeps its name
+train_exp=exp/$train_name
+if [ ! -f "conf/$train_name.yaml" ]; then
+  echo "$0: --layers $layers: no conf/$train_name.yaml (shipped: 6 and 12 cells)" >&2; exit 1
+fi
 
 . utils/stage.sh
 
@@ -96,7 +103,7 @@ fi
 
 if [ "$search" = darts ] && run_stage 4 "retrain from $search_exp/genotype.json ($seeds seeds)"; then
   for k in $(seq 1 "$seeds"); do
-    python -m nasr.bin.train --config conf/train_${space}.yaml $profile_opt \
+    python -m nasr.bin.train --config conf/$train_name.yaml $profile_opt \
       --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
       --exp-dir "${train_exp}_seed$k" --device "$device" --override seed=$k
   done

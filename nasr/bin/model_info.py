@@ -5,6 +5,7 @@ Usage:
   python -m nasr.bin.model_info --genotype exp/search/genotype.json --layers 20 --channels 36 \\
       --num-classes 10 --in-channels 3 --input-size 32x32 [--reduction thirds] [--auxiliary] [--json]
   python -m nasr.bin.model_info --model tc_resnet14 --num-classes 12 --input-size 101x40
+  python -m nasr.bin.model_info --config conf/train_asrnet_a.yaml --genotype G.json [--json]
 
 e.g.:
   python -m nasr.bin.model_info --model res15 --input-size 101x40 --json
@@ -14,6 +15,10 @@ input size is `model.input_size` or a top-level `input_size` ([T, F] or "TxF"), 
 channel count `model.in_channels` or a top-level `in_channels` (default 1).
 The auxiliary head (DARTS) is trained but not used at test time, so `params` leaves it out;
 `aux_params` says how many parameters it holds.
+A CTC network (`head: ctc`) whose config does not describe its input gets the ASR paper's: 3 input
+maps (filterbank, first- and second-order derivatives as channels) of 40 bins, 1024 frames (the
+paper's longest training utterance; only MACs depend on it) and 1,434 outputs (1394 syllables, 39
+English phones and a blank); --in-channels, --input-size and --num-classes override them.
 """
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ from nasr.utils.config import load_yaml
 from nasr.utils.io import FormatError
 
 AUX_PREFIXES = ("auxiliary",)
+# The ASR paper's input and output units (pdarts-asr-transfer, section 4.1), for CTC configs that
+# leave them to the data: they are what the paper's parameter counts (Tables 1, 2) are counted at.
+CTC_PAPER_INPUT = {"in_channels": 3, "input_size": (1024, 40), "num_classes": 1434}
 
 
 def parse_input_size(text) -> Tuple[int, int]:
@@ -57,10 +65,11 @@ def get_parser() -> argparse.ArgumentParser:
         description="Print the trainable parameters and MACs of a model.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="e.g.: python -m nasr.bin.model_info --model res15 --input-size 101x40 --json")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="YAML with a `model:` section (as for training)")
-    source.add_argument("--genotype", help="genotype JSON; builds the darts_net evaluation network")
-    source.add_argument("--model", help="a registered model name with its default settings")
+    parser.add_argument("--config", help="YAML with a `model:` section (as for training)")
+    parser.add_argument("--genotype", help="genotype JSON: alone, builds the darts_net evaluation "
+                                           "network of the options below; with --config, sets its "
+                                           "model.genotype (as the training scripts' --genotype)")
+    parser.add_argument("--model", help="a registered model name with its default settings")
     parser.add_argument("--layers", type=int, default=8, help="darts_net: number of cells")
     parser.add_argument("--channels", type=int, default=16, help="darts_net: initial channels C")
     parser.add_argument("--reduction", default="every_two",
@@ -78,8 +87,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_sources(args: argparse.Namespace) -> None:
+    """One model source: --config (optionally with --genotype), --genotype, or --model."""
+    if args.model and (args.config or args.genotype):
+        raise ValueError("--model cannot be combined with --config or --genotype")
+    if not (args.config or args.genotype or args.model):
+        raise ValueError("give one of --config, --genotype or --model")
+
+
 def model_spec_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], Tuple[int, int]]:
     """The `model:` dict and the HxW input size described by the command line."""
+    check_sources(args)
     if args.config:
         cfg = load_yaml(args.config)
         model_cfg = cfg.get("model")
@@ -87,7 +105,12 @@ def model_spec_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], Tupl
             raise FormatError(args.config, None, "no `model:` mapping",
                               "add a `model:` section with `name:` and the model's settings")
         model_cfg = dict(model_cfg)
+        if args.genotype:
+            model_cfg["genotype"] = args.genotype
+        ctc = model_cfg.get("head") == "ctc"
         raw_size = model_cfg.get("input_size", cfg.get("input_size"))
+        if raw_size is None and ctc:
+            raw_size = CTC_PAPER_INPUT["input_size"]
         if args.input_size is not None:
             size = args.input_size
         elif raw_size is None:
@@ -101,6 +124,11 @@ def model_spec_from_args(args: argparse.Namespace) -> Tuple[Dict[str, Any], Tupl
                 raise FormatError(args.config, None, str(e), "write `input_size: [T, F]`") from None
         if "in_channels" not in model_cfg and "in_channels" in cfg:
             model_cfg["in_channels"] = cfg["in_channels"]
+        if ctc:
+            # The per-frame head reads C * F of the body's output: F is the input's bins.
+            model_cfg["freq_dim"] = size[1]
+            for key in ("in_channels", "num_classes"):
+                model_cfg.setdefault(key, CTC_PAPER_INPUT[key])
         if args.in_channels is not None:
             model_cfg["in_channels"] = args.in_channels
         if args.num_classes is not None:
@@ -136,6 +164,7 @@ def model_info(model_cfg: Dict[str, Any], input_size: Sequence[int],
         "name": model_cfg.get("name"),
         "input_size": [int(d) for d in input_size],
         "in_channels": in_channels,
+        "num_classes": model_cfg.get("num_classes"),
         "params": params,
         "aux_params": count_params(model, exclude=()) - params,
         "macs": count_macs(model, (in_channels,) + tuple(input_size)),
@@ -148,6 +177,7 @@ def format_table(info: Dict[str, Any]) -> str:
     h, w = info["input_size"]
     rows = [("model", str(info["name"])),
             ("input", f"{info['in_channels']} x {h} x {w}"),
+            ("outputs", str(info["num_classes"])),
             ("params", f"{info['params']:,} ({format_count(info['params'])})"),
             ("MACs", f"{info['macs']:,} ({format_count(info['macs'])})")]
     if info.get("aux_params"):

@@ -114,8 +114,12 @@ def ce_loss(model, batch, bf16: bool = False):
 
 def alpha_table(model) -> dict:
     w_normal, w_reduce = model.alpha_softmax()
-    return {"normal": w_normal.tolist(), "reduce": w_reduce.tolist(),
-            "normal_ops": model.edge_ops["normal"], "reduce_ops": model.edge_ops["reduce"]}
+    table = {"normal": w_normal.tolist(), "reduce": w_reduce.tolist(),
+             "normal_ops": model.edge_ops["normal"], "reduce_ops": model.edge_ops["reduce"]}
+    edges = model.edge_weights()  # PC-DARTS's normalised betas (pc_k > 1), one per edge
+    if edges is not None:
+        table["normal_edges"], table["reduce_edges"] = edges[0].tolist(), edges[1].tolist()
+    return table
 
 
 def log_alphas(writer, model, epoch: int) -> None:

@@ -1,4 +1,5 @@
-"""The alpha update of DARTS's bilevel search: descend the validation loss w.r.t. the alphas.
+"""The alpha update of DARTS's bilevel search: descend the validation loss w.r.t. the alphas
+(all of `model.arch_parameters()`: with PC-DARTS's partial channels, the edge betas too).
 
 `loss_fn(model, batch) -> scalar tensor` hides what a batch is, so the same Architect drives the
 KWS cross-entropy search and the ASR CTC search.
@@ -105,9 +106,11 @@ class Architect:
         u_alphas, u_weights = unrolled.arch_parameters(), unrolled.weight_parameters()
         loss = self.loss_fn(unrolled, valid_batch)
         grads = torch.autograd.grad(loss, u_alphas + u_weights, allow_unused=True)
-        d_alpha = [g if g is not None else torch.zeros_like(a) for g, a in zip(grads[:2], u_alphas)]
+        n_arch = len(u_alphas)  # alphas, and PC-DARTS's betas when the network has them
+        d_alpha = [g if g is not None else torch.zeros_like(a)
+                   for g, a in zip(grads[:n_arch], u_alphas)]
         vector = [g if g is not None else torch.zeros_like(w)
-                  for g, w in zip(grads[2:], u_weights)]
+                  for g, w in zip(grads[n_arch:], u_weights)]
         implicit = self._hessian_vector_product(vector, train_batch)
         return loss, [da - eta * ih for da, ih in zip(d_alpha, implicit)]
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
-from nasr.nas.ops import OPS
+from nasr.nas.ops import OPS, RETIRED_OPS, unknown_op_message
 from nasr.nas.spaces import OP_SPACES
 from nasr.utils.io import FormatError, atomic_write
 
@@ -60,6 +60,10 @@ def _check_cell(d: Mapping, cell: str, space: str, source: str, text: str | None
                               f'"{cell}" edge {k} is {edge!r}, not an ["op_name", input_index] pair',
                               fix_shape)
         op, j = edge[0], edge[1]
+        if op in RETIRED_OPS:
+            raise FormatError(source, _line_of(text, f'"{op}"'),
+                              f'op "{op}" in the {cell} cell of a "{space}" genotype is a retired name',
+                              RETIRED_OPS[op])
         if op not in allowed:
             raise FormatError(source, _line_of(text, f'"{op}"'),
                               f'op "{op}" in the {cell} cell is not in op space "{space}"',
@@ -177,7 +181,7 @@ class Genotype:
 DARTS_V2 = Genotype(
     space="darts",
     normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_sep_conv_3x3", 2)],
     normal_concat=[2, 3, 4, 5],
     reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
             ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
@@ -213,7 +217,7 @@ def expand_edge_ops(op_names: OpNames, n_edges: int, cell: str) -> List[List[str
     for ops in lists:
         unknown = [o for o in ops if o not in OPS]
         if unknown:
-            raise ValueError(f"unknown ops {unknown} (known ops: {', '.join(OPS)})")
+            raise ValueError("; ".join(unknown_op_message(o) for o in unknown))
     return lists
 
 
@@ -250,16 +254,28 @@ def _parse_cell(weights: np.ndarray, allowed: np.ndarray, edge_ops: List[List[st
     return gene, picks
 
 
-def _derive_cell(alphas, edge_ops: List[List[str]], steps: int, caps: Mapping[str, int] | None):
+def _derive_cell(alphas, edge_ops: List[List[str]], steps: int, caps: Mapping[str, int] | None,
+                 edge_weights=None):
     weights = _softmax(alphas)
     if weights.shape != (num_edges(steps), len(edge_ops[0])):
         raise ValueError(f"alphas have shape {weights.shape}, expected "
                          f"({num_edges(steps)}, {len(edge_ops[0])}) for {steps} steps")
+    if edge_weights is not None:
+        # PC-DARTS: an edge's op weights times its edge weight rank the edges into a node (the
+        # op chosen on an edge is the same either way: one scale per row).
+        if hasattr(edge_weights, "detach"):
+            edge_weights = edge_weights.detach().float().cpu().numpy()
+        edge_weights = np.asarray(edge_weights, dtype=np.float64)
+        if edge_weights.shape != (num_edges(steps),):
+            raise ValueError(f"edge weights have shape {edge_weights.shape}, expected "
+                             f"({num_edges(steps)},) for {steps} steps")
+        weights = weights * edge_weights[:, None]
     allowed = np.array([[op != "none" for op in ops] for ops in edge_ops], dtype=bool)
     caps = dict(caps or {})
     unknown = [o for o in caps if o not in OPS]
     if unknown:
-        raise ValueError(f"max_ops names unknown ops {unknown} (known ops: {', '.join(OPS)})")
+        raise ValueError("max_ops names unknown ops: "
+                         + "; ".join(unknown_op_message(o) for o in unknown))
     while True:
         gene, picks = _parse_cell(weights, allowed, edge_ops, steps)
         over = next((op for op, cap in caps.items()
@@ -274,20 +290,24 @@ def _derive_cell(alphas, edge_ops: List[List[str]], steps: int, caps: Mapping[st
 
 def derive_genotype(alphas_normal, alphas_reduce, op_names: OpNames, space: str, steps: int = 4,
                     multiplier: int = 4, max_ops: Mapping[str, int] | None = None,
-                    max_ops_reduce: Mapping[str, int] | None = None) -> Genotype:
+                    max_ops_reduce: Mapping[str, int] | None = None,
+                    edge_weights: Sequence | None = None) -> Genotype:
     """The discrete cell pair DARTS reads off the alphas.
 
     Per node keep the 2 incoming edges whose strongest non-`none` op (softmax weight) is largest,
     and on each the op of that weight. `max_ops` (e.g. {"avg_pool_3x3": 2}) caps how many of an op
     the normal cell keeps (P-DARTS restricts the normal cell; the ASR paper caps avg pooling there);
-    `max_ops_reduce` does the same for the reduction cell.
+    `max_ops_reduce` does the same for the reduction cell. `edge_weights` [normal, reduce] (PC-DARTS's
+    normalised betas, one per edge) multiply each edge's op weights before the edges are ranked.
     """
     if space not in OP_SPACES:
         raise ValueError(f"unknown op space '{space}' (known spaces: {', '.join(OP_SPACES)})")
     n_edges = num_edges(steps)
-    normal = _derive_cell(alphas_normal, expand_edge_ops(op_names, n_edges, "normal"), steps, max_ops)
+    e_normal, e_reduce = edge_weights if edge_weights is not None else (None, None)
+    normal = _derive_cell(alphas_normal, expand_edge_ops(op_names, n_edges, "normal"), steps, max_ops,
+                          e_normal)
     reduce = _derive_cell(alphas_reduce, expand_edge_ops(op_names, n_edges, "reduce"), steps,
-                          max_ops_reduce)
+                          max_ops_reduce, e_reduce)
     concat = list(range(2 + steps - multiplier, steps + 2))
     return Genotype(space=space, normal=normal, normal_concat=concat, reduce=reduce,
                     reduce_concat=concat)

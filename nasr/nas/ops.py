@@ -9,6 +9,7 @@ share: the stem, where the reduction cells go, and the heads chosen by name.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Dict, List, Sequence, Union
 
 import torch
@@ -20,18 +21,24 @@ import torch.nn.functional as F
 # building blocks
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU, a regular convolution, BatchNorm: the unit every DARTS convolution is made of."""
+    """ReLU, a regular convolution, BatchNorm: the unit every DARTS convolution is made of.
 
-    def __init__(self, C_in: int, C_out: int, kernel_size, stride, padding, affine: bool = True):
+    With dilation 2 it is the KWS paper's dilated convolution, which "introduces a dilation rate
+    (set to two in our experiments) to the regular convolution"."""
+
+    def __init__(self, C_in: int, C_out: int, kernel_size, stride, padding, affine: bool = True,
+                 dilation: int = 1):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                      bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
 
-class DilConv(nn.Sequential):
-    """ReLU, a dilated depthwise convolution, a pointwise convolution, BatchNorm."""
+class DilSepConv(nn.Sequential):
+    """ReLU, a dilated depthwise convolution, a pointwise convolution, BatchNorm (DARTS's
+    `dil_conv`, here `dil_sep_conv`; with dilation 1 it is one half of a SepConv)."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  dilation: int, affine: bool = True):
@@ -50,8 +57,8 @@ class SepConv(nn.Sequential):
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True):
         super().__init__(
-            DilConv(C_in, C_in, kernel_size, stride, padding, 1, affine),
-            DilConv(C_in, C_out, kernel_size, 1, padding, 1, affine),
+            DilSepConv(C_in, C_in, kernel_size, stride, padding, 1, affine),
+            DilSepConv(C_in, C_out, kernel_size, 1, padding, 1, affine),
         )
 
 
@@ -134,10 +141,14 @@ OPS: Dict[str, OpFactory] = {
         3, stride=stride, padding=1, count_include_pad=False),
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine=affine),
     "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine=affine),
-    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine=affine),
-    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine=affine),
+    # DARTS's dilated separable convolutions (DARTS calls them dil_conv_*): darts, asr_revised.
+    "dil_sep_conv_3x3": lambda C, stride, affine: DilSepConv(C, C, 3, stride, 2, 2, affine=affine),
+    "dil_sep_conv_5x5": lambda C, stride, affine: DilSepConv(C, C, 5, stride, 4, 2, affine=affine),
     "conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine=affine),
     "conv_5x5": lambda C, stride, affine: ReLUConvBN(C, C, 5, stride, 2, affine=affine),
+    # The KWS paper's dilated convolution: a regular (dense) convolution at dilation 2: nas1, nas2.
+    "conv_3x3_dil2": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 2, affine=affine, dilation=2),
+    "conv_5x5_dil2": lambda C, stride, affine: ReLUConvBN(C, C, 5, stride, 4, affine=affine, dilation=2),
     "conv_7x1_1x7": lambda C, stride, affine: Conv7x1_1x7(C, stride, affine=affine),
 }
 
@@ -146,12 +157,34 @@ OPS: Dict[str, OpFactory] = {
 POOLING_OPS = ("max_pool_3x3", "avg_pool_3x3")
 
 
+# Op names no longer in OPS. `dil_conv_*` meant DARTS's dilated *separable* conv everywhere, also in
+# the KWS spaces, which now use the paper's regular dilated conv; the name is retired rather than
+# given a new meaning, so an old genotype or config is refused, never silently read as another net.
+RETIRED_OPS: Dict[str, str] = {
+    "dil_conv_3x3": ("op 'dil_conv_3x3' was renamed: DARTS's dilated separable conv is now "
+                     "'dil_sep_conv_3x3' (spaces darts, asr_revised: same op, rename it), and the "
+                     "KWS spaces nas1/nas2 use the regular dilated conv 'conv_3x3_dil2' instead "
+                     "(another op: search again)"),
+    "dil_conv_5x5": ("op 'dil_conv_5x5' was renamed: DARTS's dilated separable conv is now "
+                     "'dil_sep_conv_5x5' (spaces darts, asr_revised: same op, rename it), and the "
+                     "KWS spaces nas1/nas2 use the regular dilated conv 'conv_5x5_dil2' instead "
+                     "(another op: search again)"),
+}
+
+
+def unknown_op_message(name: str) -> str:
+    """Why `name` is not an op: retired (with its new name) or unknown (with the known ones)."""
+    if name in RETIRED_OPS:
+        return RETIRED_OPS[name]
+    return f"unknown op '{name}' (known ops: {', '.join(OPS)})"
+
+
 def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
     """Build the op `name`; an unknown name is an error that lists the known ones."""
     try:
         factory = OPS[name]
     except KeyError:
-        raise ValueError(f"unknown op '{name}' (known ops: {', '.join(OPS)})") from None
+        raise ValueError(unknown_op_message(name)) from None
     if stride not in (1, 2):
         raise ValueError(f"op '{name}': stride must be 1 or 2, got {stride}")
     return factory(C, stride, affine)
@@ -246,11 +279,20 @@ def register_head(name: str):
     return deco
 
 
+# Heads that register themselves when their module is imported (the module imports this one, so
+# it cannot be imported here at load time); build_head imports it on first use, so every tool that
+# builds a network from a config (training, scoring, model_info) knows them.
+HEAD_MODULES: Dict[str, str] = {"ctc": "nasr.nas.asr_head"}
+
+
 def build_head(name: str, C_out: int, F_out: int | None, num_classes: int) -> nn.Module:
+    if name not in HEADS and name in HEAD_MODULES:
+        importlib.import_module(HEAD_MODULES[name])
     try:
         factory = HEADS[name]
     except KeyError:
-        raise ValueError(f"unknown head '{name}' (known heads: {', '.join(HEADS)})") from None
+        known = ", ".join(sorted(set(HEADS) | set(HEAD_MODULES)))
+        raise ValueError(f"unknown head '{name}' (known heads: {known})") from None
     return factory(C_out, F_out, num_classes)
 
 
@@ -270,7 +312,8 @@ def count_parameters(module: nn.Module, exclude: str | None = "auxiliary") -> in
 
 
 __all__ = [
-    "OPS", "POOLING_OPS", "build_op", "ReLUConvBN", "DilConv", "SepConv", "Conv7x1_1x7",
+    "OPS", "POOLING_OPS", "RETIRED_OPS", "unknown_op_message", "build_op", "ReLUConvBN",
+    "DilSepConv", "SepConv", "Conv7x1_1x7",
     "Identity", "Zero", "FactorizedReduce", "reduction_indices", "reduced_size", "make_stem",
     "ClassifierHead", "HEADS", "register_head", "build_head", "drop_path", "count_parameters",
 ]

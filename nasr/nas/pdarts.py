@@ -10,7 +10,7 @@ Every setting comes from the config (conf/pdarts_*.yaml), nothing is fixed here:
       - {layers: 17, ops_per_edge: 3, dropout: 0.1}
     epochs_per_stage: 15
     warmup_epochs: 6             # weights only; the other epochs alternate alphas and weights
-    dropout_ops: [dil_conv_3x3, dil_conv_5x5, avg_pool_3x3]
+    dropout_ops: [dil_sep_conv_3x3, dil_sep_conv_5x5, avg_pool_3x3]
     dropout_decay: 0.2           # p(epoch) = p0 * exp(-dropout_decay * epoch), per stage
     max_ops_normal: {avg_pool_3x3: 2}   # refinement of the derived normal cell
     max_ops_reduce: {}
@@ -51,7 +51,7 @@ DEFAULTS = {
                {"layers": 17, "ops_per_edge": 3, "dropout": 0.1}],
     "epochs_per_stage": 15,
     "warmup_epochs": 6,
-    "dropout_ops": ["dil_conv_3x3", "dil_conv_5x5", "avg_pool_3x3"],
+    "dropout_ops": ["dil_sep_conv_3x3", "dil_sep_conv_5x5", "avg_pool_3x3"],
     "dropout_decay": 0.2,
     "max_ops_normal": {"avg_pool_3x3": 2},
     "max_ops_reduce": {},

@@ -5,7 +5,8 @@ reduction cells (placement by name: "every_two" for the KWS paper, "thirds" for 
 head chosen by name. The body (`forward_features`) and the head are separate so a per-frame ASR head
 plugs in where the utterance classifier sits.
 
-Alphas are registered parameters (named ``alphas_normal`` / ``alphas_reduce``) so that `.to()`,
+Alphas are registered parameters (named ``alphas_normal`` / ``alphas_reduce``, and with PC-DARTS's
+partial channels the edge weights ``betas_normal`` / ``betas_reduce``) so that `.to()`,
 `state_dict()` and checkpoints carry them; the weight optimizer must therefore be given
 `weight_parameters()`, never `parameters()`.
 """
@@ -19,8 +20,13 @@ from torch import nn
 import torch.nn.functional as F
 
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
-from nasr.nas.ops import (POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head, build_op,
-                          halved_lengths, make_stem, reduced_size, reduction_indices)
+from nasr.nas.ops import (OPS, POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head,
+                          build_op, halved_lengths, make_stem, reduced_size, reduction_indices,
+                          unknown_op_message)
+
+
+# Parameter-name prefixes of the architecture parameters (never given to the weight optimizer).
+ARCH_PREFIXES = ("alphas_", "betas_")
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -63,6 +69,8 @@ class MixedOp(nn.Module):
 
     def set_op_dropout(self, op_dropout: Mapping[str, float]) -> None:
         for name, p in op_dropout.items():
+            if name not in OPS:  # a retired name here would silently drop no op's output
+                raise ValueError(f"op dropout: {unknown_op_message(name)}")
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"op dropout for '{name}' must be in [0, 1), got {p}")
         self.op_dropout = {k: float(v) for k, v in op_dropout.items()}
@@ -122,7 +130,9 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and j < 2 else 1
                 self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout))
 
-    def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None):
+    def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None,
+                edge_weights: Optional[torch.Tensor] = None):
+        """`edge_weights` (one per edge, PC-DARTS's normalised betas) scale each edge's output."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):
@@ -130,6 +140,8 @@ class SearchCell(nn.Module):
             for j, h in enumerate(states):
                 e = offset + j
                 y = self.edges[e](h, weights[e], None if active is None else active[e])
+                if edge_weights is not None:
+                    y = edge_weights[e] * y
                 s = y if s is None else s + y
             offset += len(states)
             states.append(s)
@@ -189,6 +201,13 @@ class SearchNetwork(nn.Module):
         n_ops = {cell: len(ops[0]) for cell, ops in self.edge_ops.items()}
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(n_edges, n_ops["normal"]))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(n_edges, n_ops["reduce"]))
+        # PC-DARTS's edge normalisation: with partial channels an edge's op mixture sees only
+        # 1/pc_k of the channels, so which edges a node keeps is also learned, by one beta per edge
+        # (softmax over the edges into the same node); architecture parameters like the alphas.
+        self.pc_k = pc_k
+        if pc_k > 1:
+            self.betas_normal = nn.Parameter(1e-3 * torch.randn(n_edges))
+            self.betas_reduce = nn.Parameter(1e-3 * torch.randn(n_edges))
         # Ops a search stage has switched off (False); their softmax weight is exactly 0.
         self.register_buffer("mask_normal", torch.ones(n_edges, n_ops["normal"], dtype=torch.bool))
         self.register_buffer("mask_reduce", torch.ones(n_edges, n_ops["reduce"], dtype=torch.bool))
@@ -199,19 +218,36 @@ class SearchNetwork(nn.Module):
 
     # -- parameters -----------------------------------------------------------------------------
     def arch_parameters(self) -> List[nn.Parameter]:
+        """The alphas, then (PC-DARTS, pc_k > 1) the betas: what the architect optimises."""
+        if self.pc_k > 1:
+            return [self.alphas_normal, self.alphas_reduce, self.betas_normal, self.betas_reduce]
         return [self.alphas_normal, self.alphas_reduce]
 
     def weight_parameters(self) -> List[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if not n.startswith("alphas_")]
+        return [p for _, p in self.named_weight_parameters()]
 
     def named_weight_parameters(self):
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alphas_")]
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith(ARCH_PREFIXES)]
 
     def alpha_softmax(self) -> List[torch.Tensor]:
         """[normal, reduce] op weights per edge (masked ops get exactly 0)."""
         return [F.softmax(a.masked_fill(~m, float("-inf")), dim=-1)
                 for a, m in ((self.alphas_normal, self.mask_normal),
                              (self.alphas_reduce, self.mask_reduce))]
+
+    def edge_weights(self) -> Optional[List[torch.Tensor]]:
+        """[normal, reduce] weight of each edge: the betas, softmax over the edges into each node
+        (PC-DARTS); None without partial channels (every edge weighs 1)."""
+        if self.pc_k == 1:
+            return None
+        out = []
+        for betas in (self.betas_normal, self.betas_reduce):
+            per_node, start = [], 0
+            for node in range(self.steps):
+                per_node.append(F.softmax(betas[start:start + node + 2], dim=-1))
+                start += node + 2
+            out.append(torch.cat(per_node))
+        return out
 
     def set_op_mask(self, normal: torch.Tensor | None = None, reduce: torch.Tensor | None = None):
         """Switch ops off (False) per edge; each edge must keep at least one op."""
@@ -247,6 +283,7 @@ class SearchNetwork(nn.Module):
         if x.dim() != 4 or x.size(1) != self.in_channels:
             raise ValueError(f"expected input (N, {self.in_channels}, T, F), got {tuple(x.shape)}")
         w_normal, w_reduce = self.alpha_softmax()
+        e_normal, e_reduce = self.edge_weights() or (None, None)
         # One host sync per cell type; lets every edge skip ops with weight exactly 0.
         act_normal, act_reduce = (w_normal != 0).tolist(), (w_reduce != 0).tolist()
         s0 = s1 = self.stem(x)
@@ -254,9 +291,9 @@ class SearchNetwork(nn.Module):
             s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
         for cell in self.cells:
             if cell.reduction:
-                s0, s1 = s1, cell(s0, s1, w_reduce, act_reduce)
+                s0, s1 = s1, cell(s0, s1, w_reduce, act_reduce, e_reduce)
             else:
-                s0, s1 = s1, cell(s0, s1, w_normal, act_normal)
+                s0, s1 = s1, cell(s0, s1, w_normal, act_normal, e_normal)
         return s1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -268,9 +305,12 @@ class SearchNetwork(nn.Module):
         alphas = [a.detach().masked_fill(~m, float("-inf"))
                   for a, m in ((self.alphas_normal, self.mask_normal),
                                (self.alphas_reduce, self.mask_reduce))]
+        edges = self.edge_weights()
+        if edges is not None:
+            edges = [e.detach() for e in edges]
         return derive_genotype(alphas[0], alphas[1], self.edge_ops, space_name, steps=self.steps,
                                multiplier=self.multiplier, max_ops=max_ops,
-                               max_ops_reduce=max_ops_reduce)
+                               max_ops_reduce=max_ops_reduce, edge_weights=edges)
 
     def top_ops_per_edge(self, k: int, always_keep: Sequence[str] = ()) -> Dict[str, List[List[str]]]:
         """Per-edge op lists holding each edge's `k` strongest ops (softmax weight), for the next,
@@ -299,4 +339,4 @@ class SearchNetwork(nn.Module):
         return other
 
 
-__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle"]
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle", "ARCH_PREFIXES"]

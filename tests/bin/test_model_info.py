@@ -1,6 +1,7 @@
 """python -m nasr.bin.model_info on baseline configs and on a genotype."""
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_config_errors_name_the_file(tmp_path, capsys):
 DARTS_V2 = {
     "space": "darts",
     "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
-               ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
+               ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_sep_conv_3x3", 2]],
     "normal_concat": [2, 3, 4, 5],
     "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
                ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
@@ -86,3 +87,38 @@ def test_darts_v2_genotype_size(tmp_path, capsys):
     assert abs(info["params"] - 3.3e6) <= 0.03 * 3.3e6, info
     assert info["aux_params"] > 0
     assert info["macs"] > 0
+
+
+def all_sep_conv_genotype(path):
+    cell = [["sep_conv_3x3", j] for _ in range(4) for j in (0, 1)]
+    path.write_text(json.dumps({"space": "darts", "normal": cell, "normal_concat": [2, 3, 4, 5],
+                                "reduce": cell, "reduce_concat": [2, 3, 4, 5]}))
+    return path
+
+
+@pytest.mark.parametrize("layers,channels,paper", [(17, 32, 6.6e6), (32, 38, 12.1e6)])
+def test_asr_network_counts_at_the_papers_asrnet_a_scale(tmp_path, capsys, layers, channels, paper):
+    """ASRNET-A's sizes (pdarts-asr-transfer Table 1: L=17, C=32, 6.6M; Table 2: L=32, C=38,
+    12.1M) for the evaluation network with every edge sep_conv_3x3 on 3x40 inputs with 1,434
+    outputs. The one assumption is the CTC head's width, which the paper does not give: one hidden
+    fully connected layer of 512 units (nasr.nas.asr_head defaults), then the output layer."""
+    genotype = all_sep_conv_genotype(tmp_path / "g.json")
+    cfg = tmp_path / "train_asrnet_a.yaml"
+    cfg.write_text(f"model: {{name: darts_net, C: {channels}, layers: {layers}, reduction: thirds, "
+                   "head: ctc, auxiliary: false}\n")
+    # Only MACs depend on the frame count: 4 frames (one after the two halvings) keep the test fast.
+    info = run_json(["--config", str(cfg), "--genotype", str(genotype), "--input-size", "4x40"], capsys)
+    assert info["in_channels"] == 3 and info["num_classes"] == 1434 and info["input_size"] == [4, 40]
+    assert abs(info["params"] - paper) <= 0.02 * paper, info
+
+
+def test_shipped_ctc_config_with_genotype_uses_the_papers_input(tmp_path, capsys):
+    root = Path(__file__).resolve().parents[2]
+    genotype = all_sep_conv_genotype(tmp_path / "g.json")
+    small = run_json(["--config", str(root / "egs/aishell1/conf/train_asrnet_a.yaml"),
+                      "--genotype", str(genotype), "--input-size", "4x40", "--num-classes", "100"],
+                     capsys)
+    assert small["num_classes"] == 100 and small["in_channels"] == 3
+    with pytest.raises(SystemExit):
+        model_info.main(["--model", "res15", "--genotype", str(genotype)])
+    assert "--model cannot be combined" in capsys.readouterr().err

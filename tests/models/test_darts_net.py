@@ -7,11 +7,11 @@ from nasr.nas.ops import count_parameters
 
 KWS_GENOTYPE = Genotype(
     space="nas1",
-    normal=[("sep_conv_3x3", 0), ("dil_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_5x5", 2),
-            ("avg_pool_3x3", 1), ("dil_conv_5x5", 3), ("max_pool_3x3", 0), ("sep_conv_3x3", 4)],
+    normal=[("sep_conv_3x3", 0), ("conv_3x3_dil2", 1), ("skip_connect", 0), ("sep_conv_5x5", 2),
+            ("avg_pool_3x3", 1), ("conv_5x5_dil2", 3), ("max_pool_3x3", 0), ("sep_conv_3x3", 4)],
     normal_concat=[2, 3, 4, 5],
-    reduce=[("max_pool_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2), ("avg_pool_3x3", 0),
-            ("sep_conv_3x3", 1), ("skip_connect", 3), ("max_pool_3x3", 4), ("dil_conv_3x3", 2)],
+    reduce=[("max_pool_3x3", 0), ("skip_connect", 1), ("conv_5x5_dil2", 2), ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1), ("skip_connect", 3), ("max_pool_3x3", 4), ("conv_3x3_dil2", 2)],
     reduce_concat=[2, 3, 4, 5],
 )
 

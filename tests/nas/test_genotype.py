@@ -29,7 +29,7 @@ def test_unknown_op_error_names_file_op_and_allowed(tmp_path):
     with pytest.raises(FormatError) as e:
         Genotype.load(path)
     msg = str(e.value)
-    assert str(path) in msg and "sep_conv_9x9" in msg and "dil_conv_5x5" in msg
+    assert str(path) in msg and "sep_conv_9x9" in msg and "dil_sep_conv_5x5" in msg
     assert f"{path}:3:" in msg  # the "normal" line
 
 
@@ -72,15 +72,15 @@ def test_derive_picks_top2_edges_and_ignores_none():
     # node 0: edges 0,1; node 1: edges 2,3,4; node 2: edges 5..8; node 3: edges 9..13
     a = _alphas({
         0: {"sep_conv_3x3": 2.0}, 1: {"none": 9.0, "max_pool_3x3": 1.0},
-        2: {"none": 9.0}, 3: {"dil_conv_5x5": 3.0}, 4: {"skip_connect": 2.5},
-        5: {"avg_pool_3x3": 1.0}, 6: {"sep_conv_5x5": 4.0}, 7: {"none": 20.0}, 8: {"dil_conv_3x3": 3.0},
+        2: {"none": 9.0}, 3: {"dil_sep_conv_5x5": 3.0}, 4: {"skip_connect": 2.5},
+        5: {"avg_pool_3x3": 1.0}, 6: {"sep_conv_5x5": 4.0}, 7: {"none": 20.0}, 8: {"dil_sep_conv_3x3": 3.0},
         9: {"max_pool_3x3": 5.0}, 13: {"sep_conv_3x3": 6.0},
     })
     g = derive_genotype(a, a, OPS, "darts")
     assert g.normal[:2] == [("sep_conv_3x3", 0), ("max_pool_3x3", 1)]
     # node 1: edge 2 is dominated by `none`, so its strength is tiny: inputs 1 and 2 win
-    assert g.normal[2:4] == [("dil_conv_5x5", 1), ("skip_connect", 2)]
-    assert g.normal[4:6] == [("sep_conv_5x5", 1), ("dil_conv_3x3", 3)]
+    assert g.normal[2:4] == [("dil_sep_conv_5x5", 1), ("skip_connect", 2)]
+    assert g.normal[4:6] == [("sep_conv_5x5", 1), ("dil_sep_conv_3x3", 3)]
     assert g.normal[6:8] == [("sep_conv_3x3", 4), ("max_pool_3x3", 0)]
     assert g.normal_concat == [2, 3, 4, 5]
     assert all(op != "none" for op, _ in g.normal + g.reduce)
@@ -88,7 +88,7 @@ def test_derive_picks_top2_edges_and_ignores_none():
 
 def test_derive_respects_max_ops():
     a = _alphas({
-        0: {"avg_pool_3x3": 3.0, "sep_conv_3x3": 2.0}, 1: {"avg_pool_3x3": 2.0, "dil_conv_3x3": 1.0},
+        0: {"avg_pool_3x3": 3.0, "sep_conv_3x3": 2.0}, 1: {"avg_pool_3x3": 2.0, "dil_sep_conv_3x3": 1.0},
         3: {"avg_pool_3x3": 4.0}, 4: {"sep_conv_5x5": 3.5},
         5: {"avg_pool_3x3": 5.0}, 6: {"max_pool_3x3": 4.5},
         9: {"avg_pool_3x3": 6.0}, 10: {"skip_connect": 5.5},
@@ -99,7 +99,7 @@ def test_derive_respects_max_ops():
     assert sum(op == "avg_pool_3x3" for op, _ in g.normal) == 2
     # the two strongest avg pools (edges 9 and 5) survive; the weakest (edge 1) became its next op
     assert ("avg_pool_3x3", 0) in g.normal[6:8] and ("avg_pool_3x3", 0) in g.normal[4:6]
-    assert g.normal[:2] == [("sep_conv_3x3", 0), ("dil_conv_3x3", 1)]
+    assert g.normal[:2] == [("sep_conv_3x3", 0), ("dil_sep_conv_3x3", 1)]
     # the reduction cell is capped only when asked
     assert sum(op == "avg_pool_3x3" for op, _ in g.reduce) == 5
     with pytest.raises(ValueError, match="unknown ops"):
@@ -108,7 +108,7 @@ def test_derive_respects_max_ops():
 
 def test_derive_with_per_edge_op_lists():
     ops = {"normal": [["none", "sep_conv_3x3", "max_pool_3x3"]] * 14,
-           "reduce": [["skip_connect", "dil_conv_3x3", "avg_pool_3x3"]] * 14}
+           "reduce": [["skip_connect", "dil_sep_conv_3x3", "avg_pool_3x3"]] * 14}
     a = torch.zeros(14, 3)
     a[:, 2] = 1.0
     g = derive_genotype(a, a, ops, "darts")

@@ -42,7 +42,7 @@ def test_unknown_op_names_the_known_ones():
 
 def test_spaces_and_errors():
     assert get_space("darts") == ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-                                  "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+                                  "sep_conv_3x3", "sep_conv_5x5", "dil_sep_conv_3x3", "dil_sep_conv_5x5"]
     assert "conv_3x3" in get_space("nas2") and "sep_conv_3x3" not in get_space("nas2")
     assert "skip_connect" not in get_space("asr_revised")
     assert "conv_7x1_1x7" in get_space("asr_revised")

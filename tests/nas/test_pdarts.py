@@ -125,16 +125,16 @@ def test_three_stages_shrink_ops_grow_depth_and_cap_avg_pool(tmp_path):
 
 
 def test_op_dropout_only_on_named_ops():
-    net = _build(3, ["none", "avg_pool_3x3", "sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3",
-                     "sep_conv_5x5", "dil_conv_5x5", "conv_7x1_1x7"],
-                 {"avg_pool_3x3": 0.1, "dil_conv_3x3": 0.1, "dil_conv_5x5": 0.1})
+    net = _build(3, ["none", "avg_pool_3x3", "sep_conv_3x3", "dil_sep_conv_3x3", "max_pool_3x3",
+                     "sep_conv_5x5", "dil_sep_conv_5x5", "conv_7x1_1x7"],
+                 {"avg_pool_3x3": 0.1, "dil_sep_conv_3x3": 0.1, "dil_sep_conv_5x5": 0.1})
     edge = net.cells[0].edges[0]
-    assert edge.op_dropout == {"avg_pool_3x3": 0.1, "dil_conv_3x3": 0.1, "dil_conv_5x5": 0.1}
+    assert edge.op_dropout == {"avg_pool_3x3": 0.1, "dil_sep_conv_3x3": 0.1, "dil_sep_conv_5x5": 0.1}
 
 
 def test_entropy_and_counts():
     net = _build(3, ["none", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
-                     "dil_conv_3x3", "dil_conv_5x5", "conv_7x1_1x7"], {})
+                     "dil_sep_conv_3x3", "dil_sep_conv_5x5", "conv_7x1_1x7"], {})
     with torch.no_grad():
         net.alphas_normal.zero_()
     ent = alpha_entropy(net)

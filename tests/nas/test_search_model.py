@@ -72,7 +72,7 @@ def test_none_and_zero_weight_ops_are_not_computed():
     net.set_op_mask(normal=mask)
     calls.clear()
     net(torch.randn(2, 1, 21, 10))
-    assert "sep_conv_3x3" not in calls and calls["dil_conv_3x3"] == 1
+    assert "sep_conv_3x3" not in calls and calls["dil_sep_conv_3x3"] == 1
     assert net.alpha_softmax()[0][:, 4].abs().sum() == 0
     assert all(op != "sep_conv_3x3" for op, _ in net.genotype("darts").normal)
     with pytest.raises(ValueError, match="every op of some edge"):
@@ -98,20 +98,20 @@ def test_op_dropout_only_hits_named_ops_while_training():
     op.eval()
     assert (op(x, only_avg) == 0).float().mean() < 0.05
     net = _small()
-    net.set_op_dropout({"dil_conv_3x3": 0.1})
-    assert net.cells[1].edges[3].op_dropout == {"dil_conv_3x3": 0.1}
-    assert net.new().cells[0].edges[0].op_dropout == {"dil_conv_3x3": 0.1}
+    net.set_op_dropout({"dil_sep_conv_3x3": 0.1})
+    assert net.cells[1].edges[3].op_dropout == {"dil_sep_conv_3x3": 0.1}
+    assert net.new().cells[0].edges[0].op_dropout == {"dil_sep_conv_3x3": 0.1}
 
 
 def test_per_edge_op_lists():
     per_edge = {"normal": [["none", "sep_conv_3x3", "max_pool_3x3"]] * 14,
-                "reduce": [["max_pool_3x3", "skip_connect", "dil_conv_5x5"]] * 14}
+                "reduce": [["max_pool_3x3", "skip_connect", "dil_sep_conv_5x5"]] * 14}
     torch.manual_seed(0)
     net = SearchNetwork(1, 5, 4, 3, per_edge, reduction="thirds")
     assert net.alphas_normal.shape == (14, 3)
     assert net(torch.randn(2, 1, 21, 10)).shape == (2, 5)
     g = net.genotype("darts")
-    assert {op for op, _ in g.reduce} <= {"max_pool_3x3", "skip_connect", "dil_conv_5x5"}
+    assert {op for op, _ in g.reduce} <= {"max_pool_3x3", "skip_connect", "dil_sep_conv_5x5"}
 
 
 def _saved_bytes(net, x):
@@ -156,12 +156,12 @@ def test_top_ops_per_edge_shrinks_each_edge_for_the_next_stage():
     ops = get_space("darts")
     with torch.no_grad():
         net.alphas_normal.zero_()
-        net.alphas_normal[:, ops.index("dil_conv_5x5")] = 3.0
+        net.alphas_normal[:, ops.index("dil_sep_conv_5x5")] = 3.0
         net.alphas_normal[:, ops.index("max_pool_3x3")] = 2.0
         net.alphas_normal[0, ops.index("avg_pool_3x3")] = 5.0
     kept = net.top_ops_per_edge(3, always_keep=("none",))
-    assert kept["normal"][0] == ["none", "avg_pool_3x3", "dil_conv_5x5"]
-    assert kept["normal"][1] == ["none", "max_pool_3x3", "dil_conv_5x5"]
+    assert kept["normal"][0] == ["none", "avg_pool_3x3", "dil_sep_conv_5x5"]
+    assert kept["normal"][1] == ["none", "max_pool_3x3", "dil_sep_conv_5x5"]
     assert all(len(e) == 3 for e in kept["reduce"])
     smaller = SearchNetwork(1, 5, 4, 3, kept, reduction="thirds")
     assert smaller.alphas_normal.shape == (14, 3)

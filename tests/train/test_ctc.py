@@ -16,11 +16,11 @@ from nasr.train.ctc import (batch_ctc_loss, ctc_loss, evaluate_ctc, output_lengt
 
 GENO = Genotype(space="asr_revised",
                 normal=[("sep_conv_3x3", 0), ("conv_7x1_1x7", 1), ("avg_pool_3x3", 0),
-                        ("dil_conv_3x3", 2), ("sep_conv_5x5", 1), ("max_pool_3x3", 3),
-                        ("dil_conv_5x5", 4), ("sep_conv_3x3", 0)],
+                        ("dil_sep_conv_3x3", 2), ("sep_conv_5x5", 1), ("max_pool_3x3", 3),
+                        ("dil_sep_conv_5x5", 4), ("sep_conv_3x3", 0)],
                 normal_concat=[2, 3, 4, 5],
                 reduce=[("max_pool_3x3", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 2),
-                        ("conv_7x1_1x7", 0), ("dil_conv_3x3", 1), ("sep_conv_3x3", 3),
+                        ("conv_7x1_1x7", 0), ("dil_sep_conv_3x3", 1), ("sep_conv_3x3", 3),
                         ("max_pool_3x3", 4), ("sep_conv_5x5", 2)],
                 reduce_concat=[2, 3, 4, 5])
 
