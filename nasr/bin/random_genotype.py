@@ -32,7 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    cfg = load_config(args.config, args.override, {}, profile=args.profile)
+    # Read only: the search step that owns this config checks its keys.
+    cfg = load_config(args.config, args.override, None, profile=args.profile)
     space = args.space or cfg.get("space")
     if not space:
         raise ValueError(f"{args.config}: no `space` (fix: add `space: nas1` or pass --space)")
