@@ -161,7 +161,8 @@ def test_alpha_batches_are_streamed_not_kept(tmp_path):
     most_alive = []
 
     def fresh_valid(epoch):  # a loader: new tensors for every batch of every pass
-        for b in _batches(6, 1):
+        for i in range(6):
+            b = _batches(1, 10 + i)[0]
             alive.add(b.x)
             yield b
 
