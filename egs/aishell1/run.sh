@@ -16,7 +16,7 @@ corpus_dir=corpus/aishell   # holds data_aishell/ (downloaded there if absent)
 unit=                       # syllable (the paper's CI syllables), char, or bpe; default syllable,
                             # char with --synth true (greedy CER needs units that spell characters)
 spaces="asr_revised darts"  # op spaces searched: asr_revised -> ASRNET-B, darts -> ASRNET-A
-seeds=                      # searches per space, the lowest validation loss wins; default 3, 1 with --synth true
+seeds=                      # searches per space, the lowest dev TER of the derived networks wins; default 3, 1 with --synth true
 random_archs=3              # stage 5: per space, random genotypes drawn from its op space under the
                             # P-DARTS op caps, trained like the searched one (seed K for draw K); 0: none
 search_set=data/train_sp    # split in halves: weights / alphas
@@ -96,7 +96,8 @@ fi
 if run_stage 4 "P-DARTS search ($spaces, $seeds seed(s))"; then
   for space in $spaces; do
     python -m nasr.bin.search_pdarts --config conf/pdarts_${space}.yaml $profile_opt \
-      --train-data "$search_set" --lang "$lang" --exp-dir exp/pdarts_${space} --seeds "$seeds" \
+      --train-data "$search_set" --valid-data data/dev --lang "$lang" --exp-dir exp/pdarts_${space} \
+      --seeds "$seeds" \
       --device "$device"
   done
   done_stage 4

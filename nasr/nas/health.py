@@ -12,7 +12,6 @@ import math
 from contextlib import contextmanager
 from typing import Dict, List, Mapping, Optional
 
-import torch
 from torch import nn
 
 from nasr.nas.pdarts import alpha_entropy, op_counts

@@ -11,7 +11,7 @@ Every setting comes from the config (conf/pdarts_*.yaml), nothing is fixed here:
     epochs_per_stage: 15
     warmup_epochs: 6             # weights only; the other epochs alternate alphas and weights
     dropout_ops: [dil_sep_conv_3x3, dil_sep_conv_5x5, avg_pool_3x3]
-    dropout_decay: 0.2           # p(epoch) = p0 * exp(-dropout_decay * epoch), per stage
+    dropout_decay: 0.2           # alpha phase: p = p0 * exp(-dropout_decay * (epoch - warmup_epochs))
     max_ops_normal: {avg_pool_3x3: 2}   # refinement of the derived normal cell
     max_ops_reduce: {}
     always_keep: []              # ops never dropped when an edge shrinks
@@ -28,9 +28,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from itertools import cycle
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence
 
 import torch
 
@@ -101,9 +100,36 @@ def parse_stages(cfg: Mapping) -> List[Stage]:
     return stages
 
 
-def dropout_at(p0: float, decay: float, epoch: int) -> float:
-    """Operation-level dropout rate in (0-based) `epoch` of a stage: exponential decay from p0."""
-    return float(p0) * math.exp(-float(decay) * epoch)
+def dropout_at(p0: float, decay: float, epoch: int, warmup_epochs: int, epochs: int) -> float:
+    """Operation-level dropout rate in (0-based) `epoch` of a stage of `epochs` epochs.
+
+    The paper says only that the rate "is decayed exponentially" from p0. This is the schedule of
+    the P-DARTS reference code (chenxin061/pdarts train_search.py), which the paper follows:
+    during the weight-only warm-up the rate falls linearly, p0 * (epochs - epoch - 1) / epochs;
+    when the alphas start training it restarts at p0 and decays exponentially,
+    p0 * exp(-decay * (epoch - warmup_epochs)) (the reference's scale factor is 0.2). So the alpha
+    phase begins with the full rate, which is what the dropout is for: it keeps the parameter-free
+    and cheap ops from winning the alphas early.
+    """
+    if epoch < warmup_epochs:
+        return float(p0) * (epochs - epoch - 1) / epochs
+    return float(p0) * math.exp(-float(decay) * (epoch - warmup_epochs))
+
+
+def alpha_batch_stream(valid_batches: Callable[[int], Iterable], epoch: int) -> Iterator:
+    """The alpha half's batches for `epoch`, one pass after another, for as long as the weight
+    half lasts. Each batch is made when it is asked for and dropped after its step: at most the
+    current batch is held (itertools.cycle would keep every batch of the pass, the whole alpha
+    half at AISHELL scale). A new pass restarts valid_batches(epoch), as the reference restarts
+    its valid-queue iterator."""
+    while True:
+        produced = False
+        for batch in valid_batches(epoch):
+            produced = True
+            yield batch
+        if not produced:
+            raise ValueError(f"epoch {epoch + 1}: the alpha half gives no batch (fix: more "
+                             "training utterances or a smaller batch_size)")
 
 
 def op_dropout_map(dropout_ops: Sequence[str], p: float) -> Dict[str, float]:
@@ -245,13 +271,13 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
                  ",".join(cfg["dropout_ops"]))
         for epoch in range(start, epochs):
             t0 = time.time()
-            p = dropout_at(stage.dropout, cfg["dropout_decay"], epoch)
+            p = dropout_at(stage.dropout, cfg["dropout_decay"], epoch, warm, epochs)
             model.set_op_dropout(op_dropout_map(cfg["dropout_ops"], p))
             lr = sched.get_last_lr()[0]
             search_alphas = epoch >= warm
             model.train()
             tot, n = 0.0, 0
-            valid_iter = cycle(valid_batches(epoch)) if search_alphas else None
+            valid_iter = alpha_batch_stream(valid_batches, epoch) if search_alphas else None
             for batch in train_batches(epoch):
                 if search_alphas:
                     architect.step(batch, next(valid_iter), lr, w_opt)
@@ -262,6 +288,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
                 w_opt.step()
                 tot += float(loss.detach())
                 n += 1
+            if valid_iter is not None:
+                valid_iter.close()  # ends the pass under way (and its loader's workers) now
             sched.step()
             vloss = float(valid_loss(model))
             genotype = model.genotype(space, max_ops=caps_n, max_ops_reduce=caps_r)
@@ -311,5 +339,5 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             "search_seconds": search_seconds}
 
 
-__all__ = ["DEFAULTS", "Stage", "parse_stages", "dropout_at", "op_dropout_map", "alpha_entropy",
-           "op_counts", "collapse_signs", "plot_health", "run_pdarts"]
+__all__ = ["DEFAULTS", "Stage", "parse_stages", "dropout_at", "alpha_batch_stream", "op_dropout_map",
+           "alpha_entropy", "op_counts", "collapse_signs", "plot_health", "run_pdarts"]

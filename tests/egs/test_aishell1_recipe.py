@@ -26,6 +26,7 @@ pdarts_asr_revised: &search
   warmup_epochs: 0
   model: {C: 4, pc_k: 1}
   batch_size: 4
+  pick: {steps: 2, batch_size: 4, model: {C: 4, layers: 3}}
 pdarts_darts: *search
 train_asrnet_b: &train
   model: {C: 4, layers: 3}
@@ -73,6 +74,7 @@ def test_recipe_on_an_aishell1_tree(tmp_path):
         assert genotype["space"] == space and len(genotype["normal"]) == 8
         seeds = json.loads((sdir / "seeds.json").read_text())
         assert [s["seed"] for s in seeds["seeds"]] == [1, 2]
+        assert all(0.0 <= s["dev_ter"] for s in seeds["seeds"]) and "dev TER" in seeds["picked_by"]
         assert all((sdir / f"seed-{s}/genotype.json").is_file() for s in (1, 2))
         assert (sdir / "seed-1/health.png").is_file()
         assert sum(op == "avg_pool_3x3" for op, _ in genotype["normal"]) <= 2

@@ -1,5 +1,6 @@
 import copy
 import math
+import weakref
 
 import pytest
 import torch
@@ -49,11 +50,16 @@ def test_bad_stage_configs(bad, msg):
         parse_stages(cfg)
 
 
-def test_dropout_decays_exponentially_from_initial_rate():
-    rates = [dropout_at(0.1, 0.2, e) for e in range(15)]
-    assert rates[0] == pytest.approx(0.1)
-    assert all(b < a for a, b in zip(rates, rates[1:]))
-    assert rates[5] / rates[0] == pytest.approx(math.exp(-1.0))
+def test_dropout_restarts_at_p0_when_the_alphas_start_then_decays_exponentially():
+    # The paper's stage: 15 epochs, 6 weight-only. The reference code's schedule: linear decay over
+    # the warm-up, then p0 again at the first alpha epoch, exp(-0.2 per epoch) from there.
+    rates = [dropout_at(0.1, 0.2, e, 6, 15) for e in range(15)]
+    assert rates[0] == pytest.approx(0.1 * 14 / 15)
+    assert all(b < a for a, b in zip(rates[:6], rates[1:6]))
+    assert rates[6] == pytest.approx(0.1)
+    assert rates[11] == pytest.approx(0.1 * math.exp(-1.0))
+    assert all(b < a for a, b in zip(rates[6:], rates[7:]))
+    assert rates[14] == pytest.approx(0.1 * math.exp(-1.6))   # was 0.1 * exp(-2.8) = 0.006
 
 
 def _batches(n, seed):
@@ -108,10 +114,12 @@ def test_three_stages_shrink_ops_grow_depth_and_cap_avg_pool(tmp_path):
     assert isinstance(g, Genotype)
     assert sum(op == "avg_pool_3x3" for op, _ in g.normal) <= 2
     assert len(r["history"]) == 9
-    # the first epoch of each stage trains weights only; dropout decays within a stage
+    # the first epoch of each stage trains weights only; the dropout restarts at p0 with the
+    # alphas and decays from there
     assert [h["alphas_trained"] for h in r["history"][:3]] == [False, True, True]
-    assert r["history"][0]["op_dropout"] == pytest.approx(0.1)
-    assert r["history"][2]["op_dropout"] < r["history"][1]["op_dropout"] < 0.1
+    assert r["history"][0]["op_dropout"] == pytest.approx(0.1 * 2 / 3)
+    assert r["history"][1]["op_dropout"] == pytest.approx(0.1)
+    assert r["history"][2]["op_dropout"] == pytest.approx(0.1 * math.exp(-0.2))
     for h in r["history"]:
         assert len(h["entropy"]["normal"]) == 14
         assert sum(h["op_counts"]["normal"].values()) == 8
@@ -157,3 +165,44 @@ def test_search_ending_with_uniform_alphas_warns(tmp_path, caplog):
         run_pdarts(cfg, _build, lambda e: train, lambda e: valid, batch_ctc_loss, vloss, tmp_path,
                    torch.device("cpu"))
     assert "alphas end near uniform" in caplog.text and "read off noise" in caplog.text
+
+
+def test_alpha_batches_are_streamed_not_kept(tmp_path):
+    """Each alpha batch is made when the architect asks for it and freed after its step: the
+    number alive at once stays at a batch or two however long the alpha half is."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(epochs_per_stage=1, warmup_epochs=0,
+                   stages=[{"layers": 3, "ops_per_edge": 8, "dropout": 0.1}])
+    alive = weakref.WeakSet()
+    most_alive = []
+
+    def fresh_valid(epoch):  # a loader: new tensors for every batch of every pass
+        for i in range(6):
+            b = _batches(1, 10 + i)[0]
+            alive.add(b.x)
+            yield b
+
+    def loss_fn(model, batch):
+        most_alive.append(len(alive))
+        return batch_ctc_loss(model, batch)
+
+    run_pdarts(cfg, _build, lambda e: _batches(9, 0), fresh_valid, loss_fn, lambda m: 0.0, tmp_path,
+               torch.device("cpu"))
+    assert len(most_alive) >= 9   # 9 alpha steps: a pass and a half of the alpha half
+    assert max(most_alive) <= 2
+
+
+def test_alpha_stream_restarts_the_pass_and_rejects_an_empty_half():
+    from nasr.nas.pdarts import alpha_batch_stream
+
+    passes = []
+
+    def valid(epoch):
+        passes.append(epoch)
+        return iter([1, 2, 3])
+
+    stream = alpha_batch_stream(valid, 4)
+    assert [next(stream) for _ in range(7)] == [1, 2, 3, 1, 2, 3, 1]
+    assert passes == [4, 4, 4]
+    with pytest.raises(ValueError, match="no batch"):
+        next(alpha_batch_stream(lambda e: iter([]), 0))
