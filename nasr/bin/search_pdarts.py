@@ -29,7 +29,9 @@ from nasr.nas.search_model import SearchNetwork
 from nasr.train.ctc import batch_ctc_loss, batch_to, input_dims, make_loader
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import write_json
+from nasr.utils.lock import dir_lock
 from nasr.utils.log import setup_logging
 
 log = logging.getLogger("nasr.search_pdarts")
@@ -111,6 +113,12 @@ def search_one_seed(cfg, dataset, seed: int, exp: Path, device, resume: bool):
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(args.config, [args.train_data, args.lang], files=[args.profile])
+    with dir_lock(args.exp_dir, what="exp dir"):  # one search per exp dir
+        return run(args, argv)
+
+
+def run(args, argv) -> int:
     exp = Path(args.exp_dir)
     setup_logging(exp / "log" / "search.log", with_env=True)
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
@@ -156,4 +164,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "search_pdarts"))

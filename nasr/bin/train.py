@@ -25,7 +25,9 @@ from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.utils.config import load_config, save_config
 from nasr.utils.device import describe_device, get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import write_json
+from nasr.utils.lock import dir_lock
 from nasr.utils.log import setup_logging
 from nasr.utils.profile import profile
 
@@ -76,6 +78,12 @@ def prune_checkpoints(exp: Path, keep: int) -> None:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(args.config, list(args.train_data) + list(args.valid_data), files=[args.profile, args.genotype])
+    with dir_lock(args.exp_dir, what="exp dir"):  # one training per exp dir
+        return run(args, argv)
+
+
+def run(args, argv) -> int:
     exp = Path(args.exp_dir)
     log = setup_logging(exp / "log" / "train.log", with_env=True)
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile)
@@ -177,4 +185,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "train"))
