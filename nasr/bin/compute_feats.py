@@ -175,9 +175,10 @@ class _AudioCache:
         if u.rec != self.rec:
             self.rec, self.wave = None, None
             try:
-                self.wave = read_audio(u.wav, self.cfg.sample_rate, resample_to_rate=self.cfg.resample)
+                self.wave = read_audio(u.wav, self.cfg.sample_rate, resample_to_rate=self.cfg.resample,
+                                       channel=self.cfg.channel)
             except AudioError as e:
-                if "sample rate" in str(e):  # read_audio's message already says how to fix it
+                if "sample rate" in str(e) or "(fix: " in str(e):  # read_audio's message says how to fix it
                     raise FeatureError(f"{self.data_dir / 'wav.scp'}:{u.wav_line}: utterance "
                                        f"'{u.utt}': {e}") from None
                 problem = str(e)
@@ -382,7 +383,8 @@ def is_featurised(data_dir: Path, cfg: FeatureConfig, source: str) -> bool:
     if not (data_dir / FEATS_YAML).is_file():
         return False
     meta = read_feats_yaml(data_dir)
-    stored = {k: meta.get(k) for k in FeatureConfig.field_names()}
+    # A field newer than the feats.yaml (e.g. channel) was at its default when the dir was made.
+    stored = {k: meta.get(k, getattr(FeatureConfig(), k)) for k in FeatureConfig.field_names()}
     needed = [FEATS_SCP, UTT2NUM_FRAMES] + ([CMVN_SCP] if cfg.cmvn != "none" else [])
     if not (stored == cfg.to_dict() and meta.get("source") == source
             and all((data_dir / name).is_file() for name in needed)):

@@ -277,12 +277,12 @@ def _same_keys(table: Dict[str, Tuple[int, str]], table_path: Path, expected: Di
 def _check_audio_entry(spec: str, wav_path: Path, lineno: int, data_dir) -> int:
     """Readability of one wav.scp value; returns its sample rate.  Plain files: header only (cheap);
     pipes: run them, because nothing short of running tells whether the command works."""
-    from nasr.data.audio import AudioError, is_pipe, read_audio
+    from nasr.data.audio import AudioError, check_wav_file, is_pipe, read_audio
 
     hint = f"correct the entry, or drop recordings with missing files: {_fix_hint(data_dir)}"
     if is_pipe(spec):
         try:
-            read_audio(spec)
+            read_audio(spec, channel=0)  # readability only: which channel is the feature step's choice
         except AudioError as e:
             raise FormatError(wav_path, lineno, f"cannot read audio: {e}", hint) from None
         return 0  # rate of a pipe's output is not recorded: reading it again only for that is waste
@@ -291,9 +291,14 @@ def _check_audio_entry(spec: str, wav_path: Path, lineno: int, data_dir) -> int:
     if not os.path.isfile(spec):
         raise FormatError(wav_path, lineno, f"audio file '{spec}' does not exist", hint)
     try:
-        return int(sf.info(spec).samplerate)
+        rate = int(sf.info(spec).samplerate)
     except Exception as e:  # soundfile raises several types; all mean "not readable audio"
         raise FormatError(wav_path, lineno, f"cannot read audio file '{spec}': {e}", hint) from None
+    try:
+        check_wav_file(spec)  # the header alone does not show a cut file
+    except AudioError as e:
+        raise FormatError(wav_path, lineno, str(e)) from None
+    return rate
 
 
 def _check_number(value: str, path: Path, lineno: int, key: str, kind, positive: bool, data_dir) -> float:

@@ -52,6 +52,8 @@ class FeatureConfig:
     layout: how readers shape it: "concat" (T, D) or "channels" (deltas+1, T, D/(deltas+1)).
     cmvn: "none", "global" (one set of stats, key "global") or "speaker" (keyed by utt2spk).
     resample: resample audio with another sample rate instead of failing.
+    channel: Kaldi's --channel: -1 expects mono audio (a multi-channel recording is an error),
+      0, 1, ... take that channel.
     """
 
     type: str = "fbank"
@@ -73,12 +75,13 @@ class FeatureConfig:
     cmvn: str = "global"
     norm_vars: bool = False
     resample: bool = False
+    channel: int = -1
 
     # Fields that change what is written to the arks; cmvn/norm_vars/layout only change how the
     # stored matrices are normalised and shaped, so they never force a recompute of the arks.
     RAW_FIELDS = ("type", "sample_rate", "num_mel_bins", "num_ceps", "frame_length_ms",
                   "frame_shift_ms", "low_freq", "high_freq", "dither", "snip_edges", "center",
-                  "use_energy", "cepstral_lifter", "deltas", "delta_window", "resample")
+                  "use_energy", "cepstral_lifter", "deltas", "delta_window", "resample", "channel")
 
     def __post_init__(self):
         def bad(field, problem, fix):
@@ -98,6 +101,8 @@ class FeatureConfig:
         if self.frame_length_ms <= 0 or self.frame_shift_ms <= 0:
             bad("frame_length_ms" if self.frame_length_ms <= 0 else "frame_shift_ms",
                 "must be positive", "give a length in milliseconds, e.g. 25 and 10")
+        if self.channel < -1:
+            bad("channel", "is not a channel", "use -1 (mono audio expected) or a channel index 0, 1, ...")
         if self.dither < 0:
             bad("dither", "must be >= 0", "use 0 for deterministic features")
         nyquist = self.sample_rate / 2.0

@@ -164,7 +164,7 @@ class KwsDataset(Dataset):
     def _recording(self, rec: str) -> np.ndarray:
         if rec in self._recording_cache:
             return self._recording_cache[rec]
-        x = read_audio(self._wav_scp[rec], sample_rate=self.sample_rate)
+        x = read_audio(self._wav_scp[rec], sample_rate=self.sample_rate, channel=self.cfg.channel)
         if rec in self._shared_recordings:
             self._recording_cache[rec] = x
         return x
@@ -181,7 +181,7 @@ class KwsDataset(Dataset):
             e = len(x) if end <= 0 else int(round(end * self.sample_rate))
             x = x[b:e]
         elif utt in self._wav_scp:
-            x = read_audio(self._wav_scp[utt], sample_rate=self.sample_rate)
+            x = read_audio(self._wav_scp[utt], sample_rate=self.sample_rate, channel=self.cfg.channel)
         else:
             raise KeyError(f"utterance '{utt}' of {self.data_dir / 'text'} is neither in "
                            f"{self.data_dir / 'wav.scp'} nor in its segments (run utils/fix_data_dir.sh)")

@@ -213,3 +213,15 @@ def test_a_second_feature_job_on_one_data_dir_is_refused(tmp_path, capsys):
     assert f"pid {os.getpid()} on host" in err and "in use by another job" in err
     assert not (data / "feats.yaml").exists()
     assert run(["--data-dir", str(data)]) == 0  # released: the next job runs
+
+
+def test_stereo_needs_channel(tmp_path, capsys):
+    data = make_dir(tmp_path, durations=(0.5,), speakers=("a",))
+    stereo = np.stack([tone_noise(0.5, 3), tone_noise(0.5, 4)], axis=1)
+    write_wav(tmp_path / "rec0.wav", stereo, SR)
+    assert run(["--data-dir", str(data)]) == 1
+    assert "rec0.wav' has 2 channels" in capsys.readouterr().err
+    assert run(["--data-dir", str(data), "--channel", "1", "--cmvn", "none"]) == 0
+    got = np.asarray(kaldiio.load_scp(str(data / "feats.scp"))["a_utt0"])
+    want = compute_features(read_audio(str(tmp_path / "rec0.wav"), channel=1), FeatureConfig(channel=1))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -342,3 +342,14 @@ def test_cli_errors_exit_1_without_traceback(tmp_path, capsys):
     assert cli.main(["subset", "--first", "99", str(data), str(tmp_path / "s")]) == 1
     assert "cannot take 99 utterances" in capsys.readouterr().err
     shutil.rmtree(data / ".backup")
+
+
+def test_validator_names_a_cut_wav(tmp_path):
+    import os
+
+    data = make_data_dir(tmp_path)
+    first = lines(data / "wav.scp")[0]
+    path = first.split()[1]
+    os.truncate(path, os.path.getsize(path) - 100)
+    with pytest.raises(FormatError, match=rf"wav\.scp:1: audio file '{path}' is cut short"):
+        dd.validate_data_dir(data)
