@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from nasr.data.features import GLOBAL_CMVN_KEY
 from nasr.utils.io import FormatError, iter_table, read_table, write_table
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ def c_order(key: str) -> bytes:
 
 def _fix_hint(data_dir) -> str:
     return f"utils/fix_data_dir.sh {data_dir}"
+
+
+def cmvn_kind(cmvn_keys: Iterable[str], utt2spk: Dict[str, str]) -> str:
+    """What a cmvn.scp is keyed by: "speaker" (Kaldi's), "utterance", or "global": the one
+    `global` entry that compute_feats --cmvn global writes (unless a speaker is named so)."""
+    keys = set(cmvn_keys)
+    speakers = set(utt2spk.values())
+    if keys == {GLOBAL_CMVN_KEY} and GLOBAL_CMVN_KEY not in speakers:
+        return "global"
+    if keys and keys <= set(utt2spk) and not keys <= speakers:
+        return "utterance"
+    return "speaker"
 
 
 @dataclass
@@ -100,10 +113,7 @@ class DataDir:
 
     def cmvn_per_utt(self) -> bool:
         """Kaldi's cmvn.scp is per speaker; a per-utterance one (keys are utterances) also occurs."""
-        if not self.cmvn_scp:
-            return False
-        speakers = set(self.utt2spk.values())
-        return not set(self.cmvn_scp) <= speakers and set(self.cmvn_scp) <= set(self.utt2spk)
+        return cmvn_kind(self.cmvn_scp or {}, self.utt2spk) == "utterance"
 
     def filter_utts(self, keep: Iterable[str]) -> "DataDir":
         """A copy holding only the utterances in `keep`, their speakers and their recordings."""
@@ -117,7 +127,9 @@ class DataDir:
             if table is None:
                 out[name] = None
                 continue
-            if name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
+            if name == "cmvn_scp" and cmvn_kind(table, self.utt2spk) == "global":
+                wanted = set(table)  # stats of the whole set: every subset keeps them
+            elif name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
                 wanted = keep
             elif name in RECO_FIELDS:
                 wanted = recos
@@ -431,7 +443,10 @@ def validate_data_dir(path, check_audio: bool = True, no_text: bool = False, no_
         if not f.is_file() or (name == "cmvn.scp" and no_feats):
             continue
         table = _read_checked(f, data_dir)
-        if name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
+        kind = cmvn_kind(table, {u: spk for u, (_, spk) in utt2spk.items()}) if name == "cmvn.scp" else "speaker"
+        if kind == "global":
+            pass  # one set of stats for every utterance: nothing to match
+        elif kind == "utterance":
             _same_keys(table, f, utt2spk, d / "utt2spk", data_dir)  # per-utterance CMVN
         else:
             _same_keys(table, f, spk2utt, d / "spk2utt", data_dir, what="speaker")
@@ -536,8 +551,7 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
 
     speakers = {utt2spk[u] for u in utts}
     recordings = {split_fields(raw["segments"][u])[0] for u in utts} if has_segments else set(utts)
-    cmvn_keys = set(raw.get("cmvn.scp", {}))
-    cmvn_per_utt = bool(cmvn_keys) and cmvn_keys <= set(utt2spk) and not cmvn_keys <= set(utt2spk.values())
+    cmvn = cmvn_kind(raw.get("cmvn.scp", {}), utt2spk)
 
     new: Dict[str, Dict[str, str]] = {}
     for name, table in raw.items():
@@ -545,7 +559,9 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
             continue
         if name in ("wav.scp", "reco2dur"):
             keep = recordings
-        elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and not cmvn_per_utt):
+        elif name == "cmvn.scp" and cmvn == "global":
+            keep = set(table)  # global stats belong to no utterance or speaker: kept as they are
+        elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and cmvn == "speaker"):
             keep = speakers
         else:
             keep = utts
