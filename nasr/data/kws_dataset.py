@@ -78,7 +78,12 @@ class KwsDataset(Dataset):
         if not text_path.is_file():
             raise FileNotFoundError(f"'{text_path}' does not exist; is '{self.data_dir}' a data dir? "
                                     f"(run data preparation first)")
+        seen = set()
         for lineno, utt, label in iter_table(text_path):
+            if utt in seen:  # it would be trained on twice and scored twice ([ 1 / 9 ] for 8 utterances)
+                raise FormatError(text_path, lineno, f"duplicate utterance '{utt}'",
+                                  f"keep one line per utterance (utils/fix_data_dir.sh {self.data_dir})")
+            seen.add(utt)
             if label not in self.label_index:
                 raise FormatError(text_path, lineno, f"label '{label}' is not one of {self.labels}",
                                   "use the labels.txt the data was prepared with")
