@@ -43,6 +43,11 @@ if $synth; then
   corpus_dir=corpus/synth_speech_commands
   [ -z "$profile" ] && profile=conf/synth.yaml
 fi
+. utils/choices.sh
+check_choice --version "$version" v0.01 v0.02
+check_choice --split "$split" paper official
+check_choice --space "$space" nas1 nas2
+check_choice --search "$search" darts tower
 profile_opt=${profile:+--profile $profile}
 search_exp=exp/search_${space}
 train_exp=exp/train_${space}
