@@ -78,12 +78,13 @@ def test_training_and_search_refuse_an_exp_dir_in_use(tmp_path, step):
     assert sorted(p.name for p in exp.iterdir()) == []  # nothing written: no log/, no config.yaml
 
 
-@pytest.mark.parametrize("step,missing", [("train", "config"), ("search", "data"), ("evaluate", "exp")])
+@pytest.mark.parametrize("step,missing", [("train", "config"), ("search", "data"), ("evaluate", "exp"),
+                                          ("decode_ctc", "exp")])
 def test_missing_inputs_give_one_line_and_leave_no_log_dir(tmp_path, step, missing):
     exp = tmp_path / "exp"
     args = _args(tmp_path, exp)
-    if step == "evaluate":
-        args["evaluate"] = ["--exp-dir", str(exp), "--data", str(tmp_path / "data")]
+    if step in ("evaluate", "decode_ctc"):
+        args[step] = ["--exp-dir", str(exp), "--data", str(tmp_path / "data")]
     if missing == "config":
         (tmp_path / "conf.yaml").unlink()
     elif missing == "data":
