@@ -113,7 +113,7 @@ def search_one_seed(cfg, dataset, seed: int, exp: Path, device, resume: bool):
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    require_inputs(args.config, [args.train_data, args.lang], files=[args.profile])
+    require_inputs(args.config, [args.train_data], files=[args.lang, args.profile])
     with dir_lock(args.exp_dir, what="exp dir"):  # one search per exp dir
         return run(args, argv)
 

@@ -136,7 +136,7 @@ def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext):
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    require_inputs(args.config, [args.train_data, args.valid_data, args.lang], files=[args.profile, args.genotype])
+    require_inputs(args.config, [args.train_data, args.valid_data], files=[args.lang, args.profile, args.genotype])
     rank = dist_util.env_world()[0]
     # One training per exp dir: rank 0 holds the lock for all the workers of its job.
     with dir_lock(args.exp_dir, what="exp dir") if rank == 0 else contextlib.nullcontext():
