@@ -49,6 +49,9 @@ if $synth; then
 fi
 unit=${unit:-syllable}
 seeds=${seeds:-3}
+. utils/choices.sh
+check_choice --unit "$unit" syllable char bpe
+for s in $spaces; do check_choice --spaces "$s" asr_revised darts; done
 profile_opt=${profile:+--profile $profile}
 lang=data/lang_${unit}
 net_of() { case $1 in asr_revised) echo asrnet_b ;; darts) echo asrnet_a ;; *) echo "unknown space $1" >&2; return 1 ;; esac; }

@@ -72,6 +72,11 @@ fi
 [ -z "$cpu_workers" ] && cpu_workers=1
 unit=${unit:-syllable}
 [ -z "$nets" ] && nets="asrnet_b asrnet_a dfsmn_san"
+. utils/choices.sh
+check_choice --unit "$unit" syllable char bpe
+check_choice --oov "$oov" map-to-unk skip-utt error
+check_choice --distributed "$distributed" bmuf ddp none
+for n in $nets; do check_choice --nets "$n" asrnet_b asrnet_a dfsmn_san; done
 profile_opt=${profile:+--profile $profile}
 lang=data/lang_${unit}
 train_set=data/train

@@ -70,6 +70,8 @@ if $synth; then
     baseline_towers="conf/baseline_lstm_small.json conf/baseline_lstm_medium.json"
   [ -z "$time_budget" ] && time_budget=600
 fi
+. utils/choices.sh
+check_choice --baseline-hparams "$baseline_hparams" search config
 profile_opt=${profile:+--profile $profile}
 tag=$(basename "$tower_config" .yaml)            # tower_b1
 search_exp=exp/search_${tag#tower_}        # exp/search_b1

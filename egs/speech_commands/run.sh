@@ -58,6 +58,11 @@ if $synth; then
   [ -z "$baselines" ] && baselines=tc_resnet14
 fi
 [ -z "$baselines" ] && baselines="res15 tc_resnet14"
+. utils/choices.sh
+check_choice --version "$version" v0.01 v0.02
+check_choice --split "$split" paper official
+check_choice --space "$space" nas1 nas2
+check_choice --search "$search" darts tower
 profile_opt=${profile:+--profile $profile}
 search_exp=exp/search_${space}
 train_name=train_${space}

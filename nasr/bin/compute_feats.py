@@ -43,8 +43,9 @@ import yaml
 
 from nasr.data.features import (CMVN_SCP, FEATS_SCP, FEATS_YAML, GLOBAL_CMVN_KEY, PRESETS,
                                 UTT2NUM_FRAMES, FeatureConfig, FeatureExtractor,
-                                accumulate_cmvn_stats, read_feats_yaml)
+                                accumulate_cmvn_stats, ark_problem, read_feats_yaml)
 from nasr.utils.io import FormatError, atomic_write, iter_table, read_table, write_table
+from nasr.utils.lock import LOCK_NAME, LockError, dir_lock
 from nasr.utils.log import progress as show_progress
 
 log = logging.getLogger("nasr.compute_feats")
@@ -155,7 +156,12 @@ def part_is_done(feat_dir: Path, k: int, fingerprint: str) -> bool:
     p = part_paths(feat_dir, k)
     if not all(p[name].is_file() for name in ("ark", "scp", "stats", "done")):
         return False
-    return p["done"].read_text(encoding="utf-8").strip() == fingerprint
+    if p["done"].read_text(encoding="utf-8").strip() != fingerprint:
+        return False
+    problem = ark_problem(p["scp"]) if p["scp"].stat().st_size else None
+    if problem:
+        log.warning("part %d is recomputed: %s", k, problem)
+    return problem is None
 
 
 class _AudioCache:
@@ -170,9 +176,10 @@ class _AudioCache:
         if u.rec != self.rec:
             self.rec, self.wave = None, None
             try:
-                self.wave = read_audio(u.wav, self.cfg.sample_rate, resample_to_rate=self.cfg.resample)
+                self.wave = read_audio(u.wav, self.cfg.sample_rate, resample_to_rate=self.cfg.resample,
+                                       channel=self.cfg.channel)
             except AudioError as e:
-                if "sample rate" in str(e):  # read_audio's message already says how to fix it
+                if "sample rate" in str(e) or "(fix: " in str(e):  # read_audio's message says how to fix it
                     raise FeatureError(f"{self.data_dir / 'wav.scp'}:{u.wav_line}: utterance "
                                        f"'{u.utt}': {e}") from None
                 problem = str(e)
@@ -375,10 +382,19 @@ def is_featurised(data_dir: Path, cfg: FeatureConfig, source: str) -> bool:
     if not (data_dir / FEATS_YAML).is_file():
         return False
     meta = read_feats_yaml(data_dir)
-    stored = {k: meta.get(k) for k in FeatureConfig.field_names()}
+    # A field newer than the feats.yaml (e.g. channel) was at its default when the dir was made.
+    stored = {k: meta.get(k, getattr(FeatureConfig(), k)) for k in FeatureConfig.field_names()}
     needed = [FEATS_SCP, UTT2NUM_FRAMES] + ([CMVN_SCP] if cfg.cmvn != "none" else [])
-    return (stored == cfg.to_dict() and meta.get("source") == source
-            and all((data_dir / name).is_file() for name in needed))
+    if not (stored == cfg.to_dict() and meta.get("source") == source
+            and all((data_dir / name).is_file() for name in needed)):
+        return False
+    # feats.yaml says done; the arks must say so too (a deleted or cut ark is recomputed).
+    for scp in needed:
+        problem = ark_problem(data_dir / scp) if scp != UTT2NUM_FRAMES else None
+        if problem:
+            log.warning("%s: features are recomputed: %s", data_dir, problem)
+            return False
+    return True
 
 
 def claim_feat_dir(feat_dir: Path, data_dir: Path) -> None:
@@ -405,6 +421,16 @@ def compute_data_dir(data_dir, cfg: FeatureConfig, feat_dir=None, nj: int = 1,
         raise ValueError(f"--nj {nj} must be >= 1")
     if job is not None and not 1 <= job <= nj:
         raise ValueError(f"--job {job} must be in 1..{nj} (--num-jobs)")
+    if not data_dir.is_dir():
+        raise FormatError(data_dir, None, "data dir does not exist", "check --data-dir, or prepare the data dir first")
+    # One writer per data dir (parallel --job parts each hold their own part's lock).
+    lock_name = LOCK_NAME if job is None else f"{LOCK_NAME}.job{job}"
+    with dir_lock(data_dir, name=lock_name, what="data dir"):
+        return _compute_data_dir(data_dir, cfg, feat_dir, nj, job, progress)
+
+
+def _compute_data_dir(data_dir: Path, cfg: FeatureConfig, feat_dir: Path, nj: int, job: Optional[int],
+                      progress: bool) -> str:
     utts = load_utterances(data_dir)
     if not utts:
         raise FormatError(data_dir / "wav.scp", None, "no utterances", "prepare the data dir first")
@@ -510,7 +536,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("feature config: %s", json.dumps(cfg.to_dict()))
         compute_data_dir(args.data_dir, cfg, feat_dir=args.feat_dir, nj=args.nj, job=args.job,
                          progress=not args.no_progress)
-    except (FeatureError, ValueError) as e:  # FormatError is a ValueError
+    except (FeatureError, LockError, ValueError) as e:  # FormatError is a ValueError
         # One clear line: these are problems with the inputs, not with this program.
         log.error("%s", e)
         return 1

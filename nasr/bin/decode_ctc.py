@@ -42,6 +42,7 @@ from nasr.train.checkpoint import (CheckpointError, average_checkpoints, list_ep
 from nasr.train.ctc import batch_to, ctc_loss, make_loader, model_output_lengths, network_log_probs
 from nasr.utils.config import load_yaml
 from nasr.utils.device import get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import read_json, read_table, write_json
 from nasr.utils.log import progress, setup_logging
 
@@ -150,6 +151,7 @@ def audio_seconds(data_dir: Path, utts) -> float:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(data_dirs=[args.data], exp_dir=args.exp_dir)  # before log/ is made
     exp = Path(args.exp_dir)
     if args.average_only:
         setup_logging(exp / "log" / "average.log")
@@ -251,4 +253,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "decode_ctc"))

@@ -17,6 +17,7 @@ from nasr.train.checkpoint import load_checkpoint, load_model_state
 from nasr.train.kws import make_dataset, make_loader
 from nasr.train.loop import predict
 from nasr.train.metrics import accuracy, confusion_matrix, format_confusion
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.config import load_yaml
 from nasr.utils.device import get_device
 from nasr.utils.io import atomic_write, read_json, write_json, write_table
@@ -37,6 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(data_dirs=[args.data], exp_dir=args.exp_dir)
     exp = Path(args.exp_dir)
     name = args.name or Path(args.data).name
     out = exp / f"decode_{name}"
@@ -83,4 +85,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "evaluate"))

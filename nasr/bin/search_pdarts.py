@@ -48,7 +48,9 @@ from nasr.train.resume import check_resume_config, config_changes, record_config
 from nasr.utils.config import (keys_of, list_of, load_config, non_negative_int, non_negative_number, one_of,
                                optional, positive_int, positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import FormatError, atomic_write, iter_table, read_json, write_json
+from nasr.utils.lock import dir_lock
 from nasr.utils.log import setup_logging
 
 log = logging.getLogger("nasr.search_pdarts")
@@ -262,6 +264,12 @@ def pick_score(cfg, genotype: Genotype, dataset, dev, seed: int, sdir: Path, dev
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(args.config, [args.train_data], files=[args.lang, args.profile])
+    with dir_lock(args.exp_dir, what="exp dir"):  # one search per exp dir
+        return run(args, argv)
+
+
+def run(args, argv) -> int:
     exp = Path(args.exp_dir)
     setup_logging(exp / "log" / "search.log", with_env=True)
     command = " ".join(["python -m nasr.bin.search_pdarts"] + (argv if argv is not None else sys.argv[1:]))
@@ -342,4 +350,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "search_pdarts"))

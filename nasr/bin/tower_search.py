@@ -15,6 +15,7 @@ e.g.: python -m nasr.bin.tower_search --config conf/tower_b1.yaml --train-data d
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,12 @@ from typing import Dict, List, Tuple
 import torch
 
 from nasr.tower.search import PAPER_TRAIN
+from nasr.utils.cli import require_inputs
 from nasr.tower.tune import DEFAULTS as TUNE_DEFAULTS
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
                                positive_number, probability, save_config)
 from nasr.utils.io import FormatError
+from nasr.utils.lock import LOCK_NAME, LockError, dir_lock
 
 DEFAULTS: Dict = {
     "task": "lid",                     # lid (utt2lang) or kws (text + labels.txt)
@@ -138,15 +141,49 @@ def write_summary(store, exp_dir: Path, space: str, command: str, device: str) -
     return summary
 
 
+class SearchFailed(RuntimeError):
+    """The search has no evaluated candidate and none in training: it produced nothing."""
+
+
+def check_search_result(store) -> None:
+    """Raise SearchFailed when no candidate was evaluated and none is still being trained (by
+    any trainer), quoting the first failure: its cause is usually every candidate's."""
+    if store.best(1) or store.candidates(("running",), brief=True):
+        return
+    failed = store.candidates(("failed",))
+    if failed:
+        first = failed[0]
+        raise SearchFailed(f"{store.location}: all {len(failed)} candidate(s) failed; the first (candidate "
+                           f"{first.id}, {first.blocks}) with: {first.error} (fix: correct the cause, then "
+                           f"search again in a new --store or exp dir)")
+    raise SearchFailed(f"{store.location}: no candidate was evaluated (counts: {store.counts()}) "
+                       f"(fix: give the search a larger --time-budget or --max-candidates)")
+
+
 def main(argv=None) -> int:
+    from nasr.tower.store import StoreError
+
+    args = get_parser().parse_args(argv)
+    trainer = re.sub(r"[^\w.-]", "_", str(args.trainer_id))
+    try:
+        require_inputs(args.config, [args.train_data, args.valid_data], files=[args.profile])
+        # Many trainers share the exp dir and the store; one id belongs to one live trainer.
+        with dir_lock(args.exp_dir, name=f"{LOCK_NAME}.trainer-{trainer}", what=f"trainer id '{args.trainer_id}'",
+                      fix="give this trainer another --trainer-id, or stop that one first"):
+            return run(args, argv)
+    except (FormatError, LockError, StoreError, SearchFailed) as e:
+        print(f"tower_search: {e}", file=sys.stderr)
+        return 1
+
+
+def run(args, argv) -> int:
     from nasr.tower.data import load_sets
     from nasr.tower.search import SearchSettings, run_trainer
-    from nasr.tower.store import CandidateStore, StoreError
+    from nasr.tower.store import CandidateStore
     from nasr.tower.tune import Tuner
     from nasr.utils.device import describe_device
     from nasr.utils.log import setup_logging
 
-    args = get_parser().parse_args(argv)
     exp = Path(args.exp_dir)
     # Not trainer.N.log: the job runner writes its own log there (two writers would interleave).
     log = setup_logging(exp / "log" / f"tower_search.{args.trainer_id}.log")
@@ -154,13 +191,10 @@ def main(argv=None) -> int:
     log.info("%s", command)
     if args.device != "cpu":
         log.warning("--device %s: towers train on the CPU here", args.device)
-    try:
-        cfg = resolve_config(args)
-        space, blocks = load_blocks(cfg, args.config)
-        store = CandidateStore(args.store or exp / "store.db", lease_s=float(cfg["search"]["lease_s"]))
-    except (FormatError, StoreError) as e:
-        print(f"tower_search: {e}", file=sys.stderr)
-        return 1
+    cfg = resolve_config(args)
+    space, blocks = load_blocks(cfg, args.config)
+    store = CandidateStore(args.store or exp / "store.db", lease_s=float(cfg["search"]["lease_s"]))
+    store.check_writable()
     save_config(cfg, exp / "config.yaml")
     torch.set_num_threads(int(cfg["threads"]))
     s = cfg["search"]
@@ -181,7 +215,10 @@ def main(argv=None) -> int:
     summary = write_summary(store, exp, space, command, describe_device(torch.device("cpu")))
     log.info("trainer %s: %d candidates in %.0fs; store: %s; best: %s", args.trainer_id, n, time.time() - t0,
              summary["candidates"], summary["top"][:1])
-    store.close()
+    try:
+        check_search_result(store)
+    finally:
+        store.close()
     return 0
 
 

@@ -29,7 +29,9 @@ from nasr.train.resume import check_resume_config, config_changes, record_config
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,
                                positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import atomic_write, read_json, write_json
+from nasr.utils.lock import dir_lock
 from nasr.utils.log import setup_logging
 from nasr.utils.profile import profile
 
@@ -119,6 +121,12 @@ def best_epoch(history) -> int:
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    require_inputs(args.config, list(args.train_data) + list(args.valid_data), files=[args.profile, args.genotype])
+    with dir_lock(args.exp_dir, what="exp dir"):  # one training per exp dir
+        return run(args, argv)
+
+
+def run(args, argv) -> int:
     exp = Path(args.exp_dir)
     log = setup_logging(exp / "log" / "train.log", with_env=True)
     command = " ".join(["python -m nasr.bin.train"] + (argv if argv is not None else sys.argv[1:]))
@@ -255,4 +263,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "train"))

@@ -51,7 +51,9 @@ from nasr.train.resume import check_resume_config, config_changes, record_config
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
                                positive_number, probability, save_config)
 from nasr.utils.device import describe_device, get_device
+from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import write_json
+from nasr.utils.lock import dir_lock
 from nasr.utils.log import setup_logging
 
 log = logging.getLogger("nasr.train_ctc")
@@ -173,8 +175,15 @@ def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext):
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    exp = Path(args.exp_dir)
+    require_inputs(args.config, [args.train_data, args.valid_data], files=[args.lang, args.profile, args.genotype])
     rank = dist_util.env_world()[0]
+    # One training per exp dir: rank 0 holds the lock for all the workers of its job.
+    with dir_lock(args.exp_dir, what="exp dir") if rank == 0 else contextlib.nullcontext():
+        return run(args, argv, rank)
+
+
+def run(args, argv, rank: int) -> int:
+    exp = Path(args.exp_dir)
     log_name = "train.log" if rank == 0 else f"train.rank-{rank}.log"
     setup_logging(exp / "log" / log_name, with_env=True)
     if rank > 0:
@@ -313,4 +322,4 @@ def train(args, argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main, "train_ctc"))

@@ -67,7 +67,12 @@ class AsrDataset(Dataset):
         targets: List[np.ndarray] = []
         frames: List[int] = []
         dropped = {"no_features": 0, "oov": 0, "too_long": 0, "too_short_for_ctc": 0}
+        seen = set()
         for lineno, utt, words in iter_table(text_path):
+            if utt in seen:  # it would be trained on and scored twice
+                raise FormatError(text_path, lineno, f"duplicate utterance '{utt}'",
+                                  f"keep one line per utterance (utils/fix_data_dir.sh {self.data_dir})")
+            seen.add(utt)
             if utt not in self.reader:
                 dropped["no_features"] += 1
                 continue

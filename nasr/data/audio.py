@@ -61,12 +61,47 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(x, frac.numerator, frac.denominator).astype(np.float32)
 
 
+# A wav written to a pipe cannot seek back to fill in its data size: writers leave 0 or a huge value.
+STREAMED_WAV_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000)
+
+
+def wav_shortfall(head: bytes, size: int) -> Optional[str]:
+    """For a RIFF/WAVE file of `size` bytes whose first bytes are `head`: what is missing when its
+    header promises more sample bytes than the file holds (a cut copy or download), else None.
+    libsndfile reads such a file without a word, as if the recording were shorter."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, n = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            if n in STREAMED_WAV_SIZES:
+                return None
+            have = size - (pos + 8)
+            return f"its header promises {n} bytes of samples but it holds {have}" if have < n else None
+        pos += 8 + n + (n & 1)
+    return None
+
+
+def check_wav_file(path: str) -> None:
+    """AudioError naming the file when it is a wav cut short (header check: reads 64 KiB at most)."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    problem = wav_shortfall(head, os.path.getsize(path))
+    if problem:
+        raise AudioError(f"audio file '{path}' is cut short: {problem} (fix: copy or download it again, "
+                         f"or remove the recording and run utils/fix_data_dir.sh)")
+
+
 def _decode(data: bytes, what: str):
+    problem = wav_shortfall(data[:65536], len(data))
+    if problem:
+        raise AudioError(f"audio from {what} is cut short: {problem}")
     try:
         x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises several types; all mean "not audio"
         raise AudioError(f"cannot decode audio from {what}: {e}") from None
-    return x[:, 0], sr
+    return x, sr
 
 
 def _read_raw(spec: str):
@@ -85,21 +120,39 @@ def _read_raw(spec: str):
         return _decode(proc.stdout, f"command '{cmd}'")
     if not os.path.exists(spec):  # soundfile reports a missing file only as a generic "System error"
         raise AudioError(f"audio file '{spec}' does not exist")
+    check_wav_file(spec)
     try:
         x, sr = sf.read(spec, dtype="float32", always_2d=True)
     except Exception as e:
         raise AudioError(f"cannot read audio file '{spec}': {e}") from None
-    return x[:, 0], sr
+    return x, sr
+
+
+def pick_channel(x: np.ndarray, channel: int, spec: str) -> np.ndarray:
+    """Kaldi's --channel: -1 expects mono (several channels are an error: which one is the
+    speech is not ours to guess), 0, 1, ... take that channel."""
+    n = x.shape[1]
+    if channel < 0:
+        if n != 1:
+            raise AudioError(f"'{spec}' has {n} channels but mono audio is expected (fix: pass --channel C "
+                             f"with C in 0..{n - 1} to take one channel, or downmix the recording)")
+        return x[:, 0]
+    if channel >= n:
+        raise AudioError(f"'{spec}' has {n} channel(s), so --channel {channel} does not exist "
+                         f"(fix: use a channel in 0..{n - 1})")
+    return x[:, channel]
 
 
 def read_audio(spec: str, sample_rate: Optional[int] = None, resample_to_rate: bool = False,
-               start: Optional[float] = None, end: Optional[float] = None) -> np.ndarray:
-    """Read one wav.scp value as float32 samples in [-1, 1], first channel.
+               start: Optional[float] = None, end: Optional[float] = None, channel: int = -1) -> np.ndarray:
+    """Read one wav.scp value as float32 samples in [-1, 1].
 
     `sample_rate`: the configured rate; a different rate is an error unless `resample_to_rate`.
     `start`/`end`: seconds, as in a Kaldi `segments` file (end <= 0 or None means to the end).
+    `channel`: -1 for mono audio (anything else is an error), or the channel to take.
     """
     x, sr = _read_raw(spec)
+    x = pick_channel(x, channel, spec)
     if sample_rate is not None and sr != sample_rate:
         if not resample_to_rate:
             raise AudioError(f"'{spec}' has sample rate {sr} Hz but {sample_rate} Hz is configured "

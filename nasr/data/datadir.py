@@ -55,11 +55,6 @@ FEATURE_FILES = ("feats.scp", "utt2num_frames", "cmvn.scp", "feats.yaml")
 _ASCII_WS = re.compile(r"[ \t]+")
 
 
-def is_global_cmvn(keys: Iterable[str]) -> bool:
-    """compute_feats --cmvn global keys its one set of stats `global`: it holds for every speaker."""
-    return set(keys) == {GLOBAL_CMVN_KEY}
-
-
 def c_order(key: str) -> bytes:
     """Sort key for Kaldi's `LC_ALL=C sort`: byte order of the UTF-8 encoding."""
     return key.encode("utf-8")
@@ -67,6 +62,18 @@ def c_order(key: str) -> bytes:
 
 def _fix_hint(data_dir) -> str:
     return f"utils/fix_data_dir.sh {data_dir}"
+
+
+def cmvn_kind(cmvn_keys: Iterable[str], utt2spk: Dict[str, str]) -> str:
+    """What a cmvn.scp is keyed by: "speaker" (Kaldi's), "utterance", or "global": the one
+    `global` entry that compute_feats --cmvn global writes (unless a speaker is named so)."""
+    keys = set(cmvn_keys)
+    speakers = set(utt2spk.values())
+    if keys == {GLOBAL_CMVN_KEY} and GLOBAL_CMVN_KEY not in speakers:
+        return "global"
+    if keys and keys <= set(utt2spk) and not keys <= speakers:
+        return "utterance"
+    return "speaker"
 
 
 @dataclass
@@ -108,10 +115,7 @@ class DataDir:
 
     def cmvn_per_utt(self) -> bool:
         """Kaldi's cmvn.scp is per speaker; a per-utterance one (keys are utterances) also occurs."""
-        if not self.cmvn_scp:
-            return False
-        speakers = set(self.utt2spk.values())
-        return not set(self.cmvn_scp) <= speakers and set(self.cmvn_scp) <= set(self.utt2spk)
+        return cmvn_kind(self.cmvn_scp or {}, self.utt2spk) == "utterance"
 
     def filter_utts(self, keep: Iterable[str]) -> "DataDir":
         """A copy holding only the utterances in `keep`, their speakers and their recordings."""
@@ -125,8 +129,8 @@ class DataDir:
             if table is None:
                 out[name] = None
                 continue
-            if name == "cmvn_scp" and is_global_cmvn(table):
-                wanted = set(table)
+            if name == "cmvn_scp" and cmvn_kind(table, self.utt2spk) == "global":
+                wanted = set(table)  # stats of the whole set: every subset keeps them
             elif name in UTT_FIELDS or (name == "cmvn_scp" and per_utt_cmvn):
                 wanted = keep
             elif name in RECO_FIELDS:
@@ -309,12 +313,12 @@ def _same_keys(table: Dict[str, Tuple[int, str]], table_path: Path, expected: Di
 def _check_audio_entry(spec: str, wav_path: Path, lineno: int, data_dir) -> int:
     """Readability of one wav.scp value; returns its sample rate.  Plain files: header only (cheap);
     pipes: run them, because nothing short of running tells whether the command works."""
-    from nasr.data.audio import AudioError, is_pipe, read_audio
+    from nasr.data.audio import AudioError, check_wav_file, is_pipe, read_audio
 
     hint = f"correct the entry, or drop recordings with missing files: {_fix_hint(data_dir)}"
     if is_pipe(spec):
         try:
-            read_audio(spec)
+            read_audio(spec, channel=0)  # readability only: which channel is the feature step's choice
         except AudioError as e:
             raise FormatError(wav_path, lineno, f"cannot read audio: {e}", hint) from None
         return 0  # rate of a pipe's output is not recorded: reading it again only for that is waste
@@ -323,9 +327,14 @@ def _check_audio_entry(spec: str, wav_path: Path, lineno: int, data_dir) -> int:
     if not os.path.isfile(spec):
         raise FormatError(wav_path, lineno, f"audio file '{spec}' does not exist", hint)
     try:
-        return int(sf.info(spec).samplerate)
+        rate = int(sf.info(spec).samplerate)
     except Exception as e:  # soundfile raises several types; all mean "not readable audio"
         raise FormatError(wav_path, lineno, f"cannot read audio file '{spec}': {e}", hint) from None
+    try:
+        check_wav_file(spec)  # the header alone does not show a cut file
+    except AudioError as e:
+        raise FormatError(wav_path, lineno, str(e)) from None
+    return rate
 
 
 def _check_number(value: str, path: Path, lineno: int, key: str, kind, positive: bool, data_dir) -> float:
@@ -458,9 +467,10 @@ def validate_data_dir(path, check_audio: bool = True, no_text: bool = False, no_
         if not f.is_file() or (name == "cmvn.scp" and no_feats):
             continue
         table = _read_checked(f, data_dir)
-        if name == "cmvn.scp" and is_global_cmvn(table):
-            pass
-        elif name == "cmvn.scp" and set(table) <= set(utt2spk) and not set(table) <= set(spk2utt):
+        kind = cmvn_kind(table, {u: spk for u, (_, spk) in utt2spk.items()}) if name == "cmvn.scp" else "speaker"
+        if kind == "global":
+            pass  # one set of stats for every utterance: nothing to match
+        elif kind == "utterance":
             _same_keys(table, f, utt2spk, d / "utt2spk", data_dir)  # per-utterance CMVN
         else:
             _same_keys(table, f, spk2utt, d / "spk2utt", data_dir, what="speaker")
@@ -565,8 +575,7 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
 
     speakers = {utt2spk[u] for u in utts}
     recordings = {split_fields(raw["segments"][u])[0] for u in utts} if has_segments else set(utts)
-    cmvn_keys = set(raw.get("cmvn.scp", {}))
-    cmvn_per_utt = bool(cmvn_keys) and cmvn_keys <= set(utt2spk) and not cmvn_keys <= set(utt2spk.values())
+    cmvn = cmvn_kind(raw.get("cmvn.scp", {}), utt2spk)
 
     new: Dict[str, Dict[str, str]] = {}
     for name, table in raw.items():
@@ -574,9 +583,9 @@ def fix_data_dir(path, utt_extra_files: Sequence[str] = (), spk_extra_files: Seq
             continue
         if name in ("wav.scp", "reco2dur"):
             keep = recordings
-        elif name == "cmvn.scp" and is_global_cmvn(table):
-            keep = set(table)
-        elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and not cmvn_per_utt):
+        elif name == "cmvn.scp" and cmvn == "global":
+            keep = set(table)  # global stats belong to no utterance or speaker: kept as they are
+        elif name in ("spk2gender", *spk_extra_files) or (name == "cmvn.scp" and cmvn == "speaker"):
             keep = speakers
         else:
             keep = utts

@@ -52,6 +52,8 @@ class FeatureConfig:
     layout: how readers shape it: "concat" (T, D) or "channels" (deltas+1, T, D/(deltas+1)).
     cmvn: "none", "global" (one set of stats, key "global") or "speaker" (keyed by utt2spk).
     resample: resample audio with another sample rate instead of failing.
+    channel: Kaldi's --channel: -1 expects mono audio (a multi-channel recording is an error),
+      0, 1, ... take that channel.
     """
 
     type: str = "fbank"
@@ -73,12 +75,13 @@ class FeatureConfig:
     cmvn: str = "global"
     norm_vars: bool = False
     resample: bool = False
+    channel: int = -1
 
     # Fields that change what is written to the arks; cmvn/norm_vars/layout only change how the
     # stored matrices are normalised and shaped, so they never force a recompute of the arks.
     RAW_FIELDS = ("type", "sample_rate", "num_mel_bins", "num_ceps", "frame_length_ms",
                   "frame_shift_ms", "low_freq", "high_freq", "dither", "snip_edges", "center",
-                  "use_energy", "cepstral_lifter", "deltas", "delta_window", "resample")
+                  "use_energy", "cepstral_lifter", "deltas", "delta_window", "resample", "channel")
 
     def __post_init__(self):
         def bad(field, problem, fix):
@@ -98,6 +101,8 @@ class FeatureConfig:
         if self.frame_length_ms <= 0 or self.frame_shift_ms <= 0:
             bad("frame_length_ms" if self.frame_length_ms <= 0 else "frame_shift_ms",
                 "must be positive", "give a length in milliseconds, e.g. 25 and 10")
+        if self.channel < -1:
+            bad("channel", "is not a channel", "use -1 (mono audio expected) or a channel index 0, 1, ...")
         if self.dither < 0:
             bad("dither", "must be >= 0", "use 0 for deterministic features")
         nyquist = self.sample_rate / 2.0
@@ -390,6 +395,32 @@ def read_feats_yaml(data_dir) -> Dict[str, Any]:
     return load_yaml(path)
 
 
+def ark_problem(scp_path) -> Optional[str]:
+    """None when every ark an scp names exists and holds its last matrix whole; otherwise what is
+    wrong, naming the ark and the scp line.  Arks are written front to back, so a missing or cut ark
+    shows at its last entry: one matrix is read per ark, not the whole set."""
+    import kaldiio
+
+    from nasr.utils.io import iter_table
+
+    last: Dict[str, tuple] = {}  # ark -> (offset, lineno, utt)
+    for lineno, utt, value in iter_table(scp_path):
+        ark, _, offset = value.rpartition(":")
+        if not ark or not offset.isdigit():
+            return f"{scp_path}:{lineno}: '{value}' is not `<ark path>:<byte offset>`"
+        if int(offset) >= last.get(ark, (-1,))[0]:
+            last[ark] = (int(offset), lineno, utt)
+    for ark, (offset, lineno, utt) in last.items():
+        if not Path(ark).is_file():
+            return f"{scp_path}:{lineno}: ark {ark} (of '{utt}') does not exist"
+        try:
+            kaldiio.load_mat(f"{ark}:{offset}")
+        except Exception as e:  # noqa: BLE001  (kaldiio reports a cut matrix as whatever numpy said)
+            return (f"{scp_path}:{lineno}: ark {ark} is cut short or corrupt: the matrix of '{utt}' at byte "
+                    f"{offset} cannot be read ({type(e).__name__}: {e}; the file has {Path(ark).stat().st_size} bytes)")
+    return None
+
+
 def load_feature_config(data_dir) -> FeatureConfig:
     """The FeatureConfig a featurised data dir was made with (from its feats.yaml)."""
     meta = read_feats_yaml(data_dir)
@@ -413,6 +444,14 @@ class FeatureReader(Mapping):
             {k: v for k, v in meta.items() if k in FeatureConfig.field_names()})
         self.feat_dim = int(meta.get("feat_dim", self.config.feat_dim))
         self.num_channels = int(meta.get("num_channels", self.config.num_channels))
+        for scp in (FEATS_SCP,) + ((CMVN_SCP,) if apply_cmvn and self.config.cmvn != "none" else ()):
+            if not (self.data_dir / scp).is_file():
+                continue  # reported below, or by read_table, with its own fix
+            problem = ark_problem(self.data_dir / scp)
+            if problem:  # before any training or scoring: kaldiio's own errors do not name the file
+                raise FormatError(problem, None, "the features on disk are incomplete",
+                                  f"rerun python -m nasr.bin.compute_feats --data-dir {self.data_dir} "
+                                  f"(it recomputes missing or cut arks)")
         self._feats = kaldiio.load_scp(str(self.data_dir / FEATS_SCP))
         self._num_frames = {u: int(n) for u, n in read_table(self.data_dir / UTT2NUM_FRAMES).items()}
         self._transforms: Dict[str, tuple] = {}

@@ -78,7 +78,12 @@ class KwsDataset(Dataset):
         if not text_path.is_file():
             raise FileNotFoundError(f"'{text_path}' does not exist; is '{self.data_dir}' a data dir? "
                                     f"(run data preparation first)")
+        seen = set()
         for lineno, utt, label in iter_table(text_path):
+            if utt in seen:  # it would be trained on twice and scored twice ([ 1 / 9 ] for 8 utterances)
+                raise FormatError(text_path, lineno, f"duplicate utterance '{utt}'",
+                                  f"keep one line per utterance (utils/fix_data_dir.sh {self.data_dir})")
+            seen.add(utt)
             if label not in self.label_index:
                 raise FormatError(text_path, lineno, f"label '{label}' is not one of {self.labels}",
                                   "use the labels.txt the data was prepared with")
@@ -164,7 +169,7 @@ class KwsDataset(Dataset):
     def _recording(self, rec: str) -> np.ndarray:
         if rec in self._recording_cache:
             return self._recording_cache[rec]
-        x = read_audio(self._wav_scp[rec], sample_rate=self.sample_rate)
+        x = read_audio(self._wav_scp[rec], sample_rate=self.sample_rate, channel=self.cfg.channel)
         if rec in self._shared_recordings:
             self._recording_cache[rec] = x
         return x
@@ -181,7 +186,7 @@ class KwsDataset(Dataset):
             e = len(x) if end <= 0 else int(round(end * self.sample_rate))
             x = x[b:e]
         elif utt in self._wav_scp:
-            x = read_audio(self._wav_scp[utt], sample_rate=self.sample_rate)
+            x = read_audio(self._wav_scp[utt], sample_rate=self.sample_rate, channel=self.cfg.channel)
         else:
             raise KeyError(f"utterance '{utt}' of {self.data_dir / 'text'} is neither in "
                            f"{self.data_dir / 'wav.scp'} nor in its segments (run utils/fix_data_dir.sh)")

@@ -21,7 +21,8 @@ trainer stopped mid-training).  A running trainer stamps its candidate's `heartb
 lease/10 seconds (`keep_alive`).  Every claim first marks lost the running candidates whose trainer
 is gone: a process of this host that no longer exists, or a heartbeat older than the lease (a trainer
 on another machine, or a hung one).  A trainer restarting under its old id gives up its in-flight
-candidate at once (`mark_lost`).  Only that candidate is lost; a result that arrives for a candidate
+candidate at once (`mark_lost`), unless that candidate's trainer is still alive: a second trainer
+under a live trainer's id is refused.  Only that candidate is lost; a result that arrives for a candidate
 already marked lost (its trainer was slow, not dead) is still recorded.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,7 +136,6 @@ def _sqlite_file(url: sa.URL) -> Optional[Path]:
 def _inspect_file(path: Path) -> Optional[int]:
     """Schema version of an existing SQLite store (None: a new file or an empty/Optuna-only
     database).  Opens read-only, so a foreign file is never modified."""
-    import sqlite3
 
     if not path.exists() or path.stat().st_size == 0:
         return None
@@ -267,11 +268,15 @@ class CandidateStore:
 
     def _create(self) -> None:
         if self.is_sqlite:
-            raw = self.engine.raw_connection()
             try:
-                raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # persistent: kept in the file
-            finally:
-                raw.close()
+                raw = self.engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # persistent: kept in the file
+                finally:
+                    raw.close()
+            except (sa.exc.DBAPIError, sqlite3.OperationalError) as e:
+                self._raise_if_read_only(e)
+                raise
         try:
             with self._write() as con:
                 # Another trainer may have created it between our look and this transaction.
@@ -304,12 +309,27 @@ class CandidateStore:
     @contextlib.contextmanager
     def _write(self, exclusive: bool = False) -> Iterator[sa.Connection]:
         """A write transaction; `exclusive`: also serialized against every other exclusive one (claims)."""
-        with self.engine.connect() as con:
-            con.execution_options(nasr_write=True)
-            with con.begin():
-                if exclusive and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already is
-                    con.execute(sa.select(META.c.value).where(META.c.key == LOCK_KEY).with_for_update())
-                yield con
+        try:
+            with self.engine.connect() as con:
+                con.execution_options(nasr_write=True)
+                with con.begin():
+                    if exclusive and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already is
+                        con.execute(sa.select(META.c.value).where(META.c.key == LOCK_KEY).with_for_update())
+                    yield con
+        except sa.exc.DBAPIError as e:
+            self._raise_if_read_only(e)
+            raise
+
+    def _raise_if_read_only(self, e: Exception) -> None:
+        """A store this process may read but not write: say so (the raw driver error does not)."""
+        orig = getattr(e, "orig", e)
+        text = str(orig).lower()
+        if "readonly" in text or "read-only" in text or "permission denied" in text:
+            where = (f"the file {self.file} (and its directory {self.file.parent}, where SQLite keeps its "
+                     f"-wal and -shm files)" if self.is_sqlite else "the database")
+            raise StoreError(f"{self.location}: the candidate store is read-only ({str(orig).splitlines()[0]}) "
+                             f"(fix: make {where} writable for this user, or search in a new --store; "
+                             f"reading steps such as tower_ensemble only need read access)") from None
 
     @contextlib.contextmanager
     def setup_lock(self) -> Iterator[None]:
@@ -419,6 +439,12 @@ class CandidateStore:
             log.warning("store: candidate(s) %s marked lost: their trainer is gone", gone)
         return len(gone)
 
+    def check_writable(self) -> None:
+        """Raise StoreError now, before any other library writes the database, if this process
+        cannot write the store (a read-only file, directory or database user)."""
+        with self._write() as con:
+            con.execute(sa.update(META).where(META.c.key == LOCK_KEY).values(value=META.c.value))
+
     def heartbeat(self, cand_id: int) -> None:
         with self._write() as con:
             con.execute(sa.update(CANDIDATES).where(CANDIDATES.c.id == int(cand_id)).values(heartbeat=time.time()))
@@ -469,9 +495,23 @@ class CandidateStore:
                         .values(status="failed", error=error[-2000:], finished=time.time()))
 
     def mark_lost(self, trainer_id: str) -> int:
-        """A trainer starting again under `trainer_id` gives up what it was training when it died."""
+        """A trainer starting again under `trainer_id` gives up what it was training when it died.
+        Refused (StoreError) while that candidate's trainer is alive: its process runs on this host,
+        or its heartbeat is fresh; then a second trainer was started under the same id."""
         c = CANDIDATES.c
         with self._write(exclusive=True) as con:
+            now = time.time()
+            for r in con.execute(sa.select(c.id, c.host, c.pid, c.heartbeat, c.started)
+                                 .where(c.status == "running", c.trainer_id == str(trainer_id))):
+                if r.host == self.host:
+                    alive = r.pid is not None and r.pid != os.getpid() and _pid_alive(r.pid)
+                else:
+                    alive = now - (r.heartbeat or r.started) <= self.lease_s
+                if alive:
+                    raise StoreError(
+                        f"{self.location}: trainer id '{trainer_id}' is in use: candidate {r.id} is being trained "
+                        f"by pid {r.pid} on host {r.host} (fix: give this trainer another --trainer-id, or stop "
+                        f"that one first)")
             return con.execute(sa.update(CANDIDATES).where(c.status == "running", c.trainer_id == str(trainer_id))
                                .values(status="lost", finished=time.time(),
                                        error="trainer restarted")).rowcount

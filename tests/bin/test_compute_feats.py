@@ -177,3 +177,51 @@ def test_config_file_section_preset_and_cli_override(tmp_path):
     (other / "wav.scp").write_text((data / "wav.scp").read_text())
     assert run(["--data-dir", str(other), "--config", str(data / "feats.yaml")]) == 0
     np.testing.assert_array_equal(FeatureReader(other)["a_utt0"], FeatureReader(data)["a_utt0"])
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_rerun_recomputes_a_missing_or_cut_ark(tmp_path, damage):
+    # Before: feats.yaml alone said "up to date", so the rerun did nothing and reading failed later.
+    import os
+
+    from nasr.utils.io import FormatError
+
+    data = make_dir(tmp_path)
+    assert run(["--data-dir", str(data), "--cmvn", "global"]) == 0
+    ark = data / "data" / "raw_feats.1.ark"
+    if damage == "delete":
+        ark.unlink()
+    else:
+        os.truncate(ark, ark.stat().st_size - 100)
+    with pytest.raises(FormatError, match=r"feats\.scp:\d+: ark .*raw_feats\.1\.ark.*rerun python -m nasr.bin.compute_feats"):
+        FeatureReader(data)
+    assert run(["--data-dir", str(data), "--cmvn", "global"]) == 0
+    reader = FeatureReader(data)
+    assert all(reader[u].shape[0] == reader.num_frames(u) for u in reader)
+
+
+def test_a_second_feature_job_on_one_data_dir_is_refused(tmp_path, capsys):
+    # Before: both jobs wrote the same parts and one of them crashed.
+    import os
+
+    from nasr.utils.lock import dir_lock
+
+    data = make_dir(tmp_path)
+    with dir_lock(data, what="data dir"):
+        assert run(["--data-dir", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()} on host" in err and "in use by another job" in err
+    assert not (data / "feats.yaml").exists()
+    assert run(["--data-dir", str(data)]) == 0  # released: the next job runs
+
+
+def test_stereo_needs_channel(tmp_path, capsys):
+    data = make_dir(tmp_path, durations=(0.5,), speakers=("a",))
+    stereo = np.stack([tone_noise(0.5, 3), tone_noise(0.5, 4)], axis=1)
+    write_wav(tmp_path / "rec0.wav", stereo, SR)
+    assert run(["--data-dir", str(data)]) == 1
+    assert "rec0.wav' has 2 channels" in capsys.readouterr().err
+    assert run(["--data-dir", str(data), "--channel", "1", "--cmvn", "none"]) == 0
+    got = np.asarray(kaldiio.load_scp(str(data / "feats.scp"))["a_utt0"])
+    want = compute_features(read_audio(str(tmp_path / "rec0.wav"), channel=1), FeatureConfig(channel=1))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -162,3 +162,16 @@ def test_bucket_sampler_replicas_and_errors():
         BucketBatchSampler(lengths)
     with pytest.raises(ValueError, match="rank"):
         BucketBatchSampler(lengths, batch_size=2, num_replicas=2, rank=2)
+
+
+def test_duplicate_utterances_are_refused(asr_dir, tmp_path):
+    # Before: a repeated text line was trained on and scored twice.
+    import shutil
+
+    data, lang = asr_dir
+    copy = tmp_path / "train"
+    shutil.copytree(data, copy)
+    lines = (copy / "text").read_text(encoding="utf-8").splitlines()
+    (copy / "text").write_text("\n".join(lines[:2] + lines[1:]) + "\n", encoding="utf-8")
+    with pytest.raises(FormatError, match=r"text:3: duplicate utterance 's1-b'"):
+        AsrDataset(copy, lang)

@@ -403,3 +403,35 @@ def test_global_cmvn_stats_are_valid_for_every_speaker(tmp_path):
     assert lines(data / "cmvn.scp") == ["global /x/cmvn.ark:12"]
     sub = dd.subset_data_dir(data, tmp_path / "sub", first=2)
     assert sub.cmvn_scp == {"global": "/x/cmvn.ark:12"}
+
+
+def test_validator_names_a_cut_wav(tmp_path):
+    import os
+
+    data = make_data_dir(tmp_path)
+    first = lines(data / "wav.scp")[0]
+    path = first.split()[1]
+    os.truncate(path, os.path.getsize(path) - 100)
+    with pytest.raises(FormatError, match=rf"wav\.scp:1: audio file '{path}' is cut short"):
+        dd.validate_data_dir(data)
+
+
+def test_global_cmvn_stats_are_valid_and_kept_by_fix(tmp_path):
+    # Before: the validator rejected compute_feats --cmvn global's own cmvn.scp and the suggested
+    # fix_data_dir deleted the stats.
+    from nasr.bin import compute_feats
+
+    data = make_data_dir(tmp_path)
+    assert compute_feats.main(["--data-dir", str(data), "--cmvn", "global", "--sample-rate", "8000",
+                               "--no-progress"]) == 0
+    stats = (data / "cmvn.scp").read_text()
+    assert stats.startswith("global ")
+    dd.validate_data_dir(data)
+    first_utt = lines(data / "utt2spk")[0].split()[0]
+    write_lines(data / "text", [l for l in lines(data / "text") if not l.startswith(first_utt + " ")])
+    dd.fix_data_dir(data)
+    assert (data / "cmvn.scp").read_text() == stats
+    dd.validate_data_dir(data, no_feats=False)
+    sub = tmp_path / "sub"
+    dd.subset_data_dir(data, sub, first=2)
+    assert (sub / "cmvn.scp").read_text() == stats

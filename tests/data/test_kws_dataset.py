@@ -138,3 +138,12 @@ def test_bad_labels_are_reported_with_file_and_line(data_dir, cfg, tmp_path):
         KwsDataset(tmp_path / "nowhere", LABELS, cfg)
     with pytest.raises(ValueError, match="cmvn=global"):
         KwsDataset(data_dir, LABELS, cfg.replace(cmvn="global"))
+
+
+def test_duplicate_utterances_are_refused(data_dir, cfg):
+    # Before: a repeated text line was one more item: evaluate scored 8 utterances as [ 1 / 9 ].
+    text = data_dir / "text"
+    first = text.read_text().splitlines()[0]
+    text.write_text(first + "\n" + text.read_text())
+    with pytest.raises(FormatError, match=r"text:2: duplicate utterance '.*fix_data_dir"):
+        KwsDataset(data_dir, LABELS, cfg)

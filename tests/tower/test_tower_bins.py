@@ -236,3 +236,69 @@ def test_baseline_takes_the_searched_hyperparameters(lid_sets, tmp_path):
     assert tower_ensemble.main(["train", "--config", str(cfg), "--store", store, "--hparams-from", store,
                                 "--train-data", str(train), "--valid-data", str(dev), "--exp-dir",
                                 str(tmp_path / "x"), "--member", "1"]) == 1
+
+
+def test_a_search_whose_candidates_all_fail_exits_non_zero(lid_sets, tmp_path, capsys, monkeypatch):
+    # Before: exit 0 with {'failed': 2}, and a rerun said only that the budget was spent.
+    root, cfg, train, dev = lid_sets
+
+    def broken(*a, **k):
+        raise ValueError("input_dim mismatch in block 0")
+
+    monkeypatch.setattr("nasr.tower.search.train_candidate", broken)
+    args = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev),
+            "--exp-dir", str(tmp_path / "s"), "--max-candidates", "2"]
+    for _ in range(2):  # the first run, then a rerun on the spent budget
+        assert tower_search.main(args) == 1
+        err = capsys.readouterr().err
+        assert "all 2 candidate(s) failed" in err and "ValueError: input_dim mismatch in block 0" in err
+
+
+def test_a_second_trainer_with_a_live_trainers_id_is_refused(lid_sets, tmp_path, capsys):
+    import os
+
+    from nasr.utils.lock import LOCK_NAME, dir_lock
+
+    root, cfg, train, dev = lid_sets
+    exp = tmp_path / "s"
+    args = ["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev), "--exp-dir", str(exp),
+            "--max-candidates", "1", "--trainer-id", "3"]
+    with dir_lock(exp, name=f"{LOCK_NAME}.trainer-3"):
+        assert tower_search.main(args) == 1
+    err = capsys.readouterr().err
+    assert "trainer id '3' is in use" in err and f"pid {os.getpid()}" in err and "--trainer-id" in err
+    assert not (exp / "store.db").exists()
+    assert tower_search.main(args[:-1] + ["4"]) == 0  # another id on the same exp dir and store runs
+
+
+def _make_read_only(path):
+    """Read-only even for root (chattr +i) where the file system allows; None where it cannot."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        path.parent.chmod(0o555)
+        return lambda: (path.parent.chmod(0o755), path.chmod(0o644))
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        return None
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_store_gives_a_clear_message(lid_sets, tmp_path, capsys):
+    # Before: a raw sqlite3.OperationalError traceback.
+    root, cfg, train, dev = lid_sets
+    store = tmp_path / "store.db"
+    CandidateStore(store).close()
+    undo = _make_read_only(store)
+    if undo is None:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        for tune in ("true", "false"):
+            assert tower_search.main(["--config", str(cfg), "--train-data", str(train), "--valid-data", str(dev),
+                                      "--exp-dir", str(tmp_path / "s"), "--store", str(store),
+                                      "--override", f"tune.enabled={tune}", "--max-candidates", "1"]) == 1
+            err = capsys.readouterr().err
+            assert f"{store}: the candidate store is read-only" in err and "fix: make" in err, err
+    finally:
+        undo()

@@ -235,3 +235,22 @@ def test_trainers_opening_the_tuner_at_once_do_not_race(store_location):
 
     with CandidateStore(store_location) as s:
         assert s.has_table("studies") and tuning_summary(s) == {"trials": 0}
+
+
+def test_a_live_trainers_candidate_is_not_given_up_by_a_second_trainer_with_its_id(tmp_path):
+    # Before: the second trainer marked the live trainer's candidate lost.
+    import subprocess
+
+    with CandidateStore(tmp_path / "store.db") as s:
+        cand = _claim(s, ["lstm_8"], trainer="5")
+        live = subprocess.Popen(["sleep", "60"])
+        try:
+            with s._write() as con:  # the candidate belongs to another live process of this host
+                con.execute(sa.update(CANDIDATES).where(CANDIDATES.c.id == cand.id).values(pid=live.pid))
+            with pytest.raises(StoreError, match=f"trainer id '5' is in use.*pid {live.pid}"):
+                s.mark_lost("5")
+            assert s.get(cand.id).status == "running"
+        finally:
+            live.kill()
+            live.wait()
+        assert s.mark_lost("5") == 1  # its process is gone: a restarted trainer gives it up

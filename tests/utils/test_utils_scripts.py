@@ -252,3 +252,23 @@ def test_parse_options_config_file_then_command_line(tmp_path):
     assert r.stdout == "nj=2 use_gpu=false foo_bar=from_config empty_ok= args=a\n"  # command line wins
     r = run_with_options(tmp_path, "--config", tmp_path / "missing.conf")
     assert r.returncode == 1 and "cannot read config file" in r.stderr
+
+
+@pytest.mark.parametrize("recipe,args,message", [
+    ("speech_commands", ["--space", "nas3"], "--space 'nas3' is not one of: nas1 nas2"),
+    ("speech_commands", ["--search", "random"], "--search 'random' is not one of: darts tower"),
+    ("aishell1", ["--spaces", "darts nas1"], "--spaces 'nas1' is not one of: asr_revised darts"),
+    ("aishell2", ["--distributed", "mpi"], "--distributed 'mpi' is not one of: bmuf ddp none"),
+    ("aishell2", ["--nets", "asrnet_c"], "--nets 'asrnet_c' is not one of: asrnet_b asrnet_a dfsmn_san"),
+    ("lid", ["--baseline-hparams", "tuned"], "--baseline-hparams 'tuned' is not one of: search config"),
+])
+def test_recipe_options_with_fixed_values_name_the_ones_that_exist(tmp_path, recipe, args, message):
+    # Before: ./run.sh --space nas3 ran stages 0-2, then failed on a missing conf/search_nas3.yaml.
+    work = tmp_path / recipe
+    work.mkdir()
+    for entry in (ROOT / "egs" / recipe).iterdir():
+        if entry.name in ("run.sh", "path.sh", "cmd.sh", "conf", "local", "utils"):
+            (work / entry.name).symlink_to(entry)
+    proc = sh("bash", "run.sh", "--synth", "true", *args, cwd=work)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in work.iterdir()) == ["cmd.sh", "conf", "local", "path.sh", "run.sh", "utils"]
