@@ -12,7 +12,7 @@ from nasr.utils.io import write_table
 SR = 16000
 LABELS = ["yes", "no", "_silence_"]
 GENOTYPE = {"space": "nas1",
-            "normal": [["sep_conv_3x3", 0], ["skip_connect", 1], ["max_pool_3x3", 0], ["dil_conv_3x3", 2]],
+            "normal": [["sep_conv_3x3", 0], ["skip_connect", 1], ["max_pool_3x3", 0], ["conv_3x3_dil2", 2]],
             "normal_concat": [2, 3],
             "reduce": [["max_pool_3x3", 0], ["avg_pool_3x3", 1], ["skip_connect", 2], ["sep_conv_3x3", 0]],
             "reduce_concat": [2, 3]}
