@@ -106,7 +106,7 @@ if [ "$search" = darts ] && run_stage 3 "DARTS search ($space)"; then
   done_stage 3
 fi
 
-if [ "$search" = darts ] && run_stage 4 "retrain from $search_exp/genotype.json ($seeds seeds)"; then
+if [ "$search" = darts ] && run_stage 4 "retrain conf/$train_name.yaml from $search_exp/genotype.json ($seeds seed(s))"; then
   for k in $(seq 1 "$seeds"); do
     python -m nasr.bin.train --config conf/$train_name.yaml $profile_opt \
       --train-data "$train_set" "$valid_set" --genotype "$search_exp/genotype.json" \
