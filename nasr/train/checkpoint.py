@@ -6,16 +6,16 @@ and any extra state (architecture parameters, metric history). best.pt is a copy
 checkpoint, checked against the epoch history on every rerun (`ensure_best`)."""
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
+
+from nasr.utils.io import atomic_write
 
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 
@@ -25,17 +25,8 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path, state: Dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
@@ -134,16 +125,8 @@ def restore_rng_states(states: Dict[str, Any]) -> None:
 
 def copy_checkpoint(src, dst) -> None:
     """Copy a checkpoint file atomically (a temporary file beside `dst`, renamed into place)."""
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 def ensure_best(exp_dir, history: List[Dict[str, Any]], best_of: Callable[[List[Dict[str, Any]]], int],
