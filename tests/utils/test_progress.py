@@ -26,9 +26,6 @@ def test_a_terminal_gets_a_bar_and_a_file_gets_log_lines(monkeypatch, caplog):
     log_file = io.StringIO()
     monkeypatch.setattr(sys, "stderr", log_file)
     caplog.set_level(logging.INFO, logger="nasr.progress")
-    # Handlers an earlier test's setup_logging left on the package logger write to streams pytest has
-    # closed since; the records are read from caplog here.
-    monkeypatch.setattr(logging.getLogger("nasr"), "handlers", [])
     bar = progress(range(4), desc="train epoch 1", unit="batch", interval=0.0)
     for _ in bar:  # ends with the loop, as tqdm does
         bar.set_postfix(loss="0.500")
