@@ -31,7 +31,7 @@ from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import OP_SPACES, get_space
 from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
                                    rng_states, save_checkpoint)
-from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader
+from nasr.train.kws import full_batches, input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import autocast_context
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (keys_of, load_config, non_negative_int, non_negative_number, one_of, optional,
@@ -188,6 +188,8 @@ def run(args, argv) -> int:
 
     labels = load_labels(list(args.train_data) + list(args.valid_data))
     train_ds, valid_ds, train_clean_ds = make_search_datasets(args.train_data, args.valid_data, labels, cfg)
+    full_batches(len(train_ds), cfg["batch_size"], " ".join(args.train_data))
+    full_batches(len(valid_ds), cfg["batch_size"], " ".join(args.valid_data) or "the alpha half")
     c_in, _, freq = input_shape(train_ds)
     log.info("search data: %d utts for weights, %d for alphas, %d classes, input %s",
              len(train_ds), len(valid_ds), len(labels), input_shape(train_ds))

@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 from nasr.models.registry import build_model, check_model_config
 from nasr.train.checkpoint import (ensure_best, latest_checkpoint, load_checkpoint, load_model_state,
                                    restore_rng_states, rng_states, save_checkpoint)
-from nasr.train.kws import input_shape, load_labels, make_dataset, make_loader, speaker_holdout
+from nasr.train.kws import full_batches, input_shape, load_labels, make_dataset, make_loader, speaker_holdout
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,
@@ -144,6 +144,7 @@ def run(args, argv) -> int:
         train_ds = Subset(train_ds, kept)
         valid_desc = f"{cfg['holdout_speakers']} of the training speakers, held out"
         log.info("validation: %d utts of %s (%d utts left to train on)", len(held), valid_desc, len(kept))
+    steps_per_epoch = full_batches(len(train_ds), cfg["batch_size"], " ".join(args.train_data))
     shape = input_shape(train_ds)
     mcfg = dict(cfg["model"])
     mcfg.setdefault("num_classes", len(labels))
@@ -176,7 +177,6 @@ def run(args, argv) -> int:
 
     o = cfg["optim"]
     opt = make_optimizer(model.parameters(), o)
-    steps_per_epoch = max(1, len(train_ds) // cfg["batch_size"])
     total = cfg["epochs"] * steps_per_epoch
     # Per-step cosine decay (the papers' schedule), written as a LambdaLR so it resumes exactly.
     sched = torch.optim.lr_scheduler.LambdaLR(

@@ -78,6 +78,17 @@ def make_loader(ds, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, n
                       drop_last=drop_last, persistent_workers=False)
 
 
+def full_batches(n: int, batch_size: int, source) -> int:
+    """Steps per epoch when the short last batch is dropped.  Zero is an error, not an epoch that
+    trains nothing: a paper config (batch 100) on a small data dir would otherwise "finish" with
+    untrained weights and a table row."""
+    if n < batch_size:
+        raise FormatError(source, None, f"{n} examples make no full batch of batch_size {batch_size}, "
+                          "so an epoch would train 0 steps",
+                          f"use more data, or a smaller batch (e.g. --override batch_size={max(1, n // 2)})")
+    return n // batch_size
+
+
 def dataset_speakers(ds) -> List[str]:
     """The speaker (utt2spk) of every example of `ds`, in index order; "<dir>:<spk>" keeps the
     speakers of different dirs apart."""

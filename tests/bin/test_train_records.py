@@ -111,3 +111,25 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path, kws_c
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_batch_larger_than_the_data_is_an_error_not_an_epoch_of_zero_steps(tmp_path, kws_corpus):
+    # 12 training clips, drop_last: batch 100 (the paper's) used to "train" 0 steps per epoch and
+    # write a best.pt of untrained weights.
+    with pytest.raises(FormatError, match=r"data/train: 12 examples make no full batch of batch_size 100, so "
+                                          r"an epoch would train 0 steps \(fix: .*batch_size=6\)"):
+        run(tmp_path, kws_corpus, SMALL + "epochs: 1\n", "--override", "batch_size=100")
+    assert not (tmp_path / "exp" / "best.pt").exists()
+
+
+def test_a_search_half_smaller_than_a_batch_is_an_error(tmp_path, kws_corpus):
+    from nasr.bin import search
+
+    train_dir, valid_dir, _ = kws_corpus
+    cfg = tmp_path / "search_tiny.yaml"
+    cfg.write_text("space: nas1\nepochs: 1\nbatch_size: 8\nmodel: {C: 4, layers: 2, steps: 2, multiplier: 2}\n")
+    # valid has 6 clips: the alpha half makes no batch of 8.
+    with pytest.raises(FormatError, match=r"data/valid: 6 examples make no full batch of batch_size 8"):
+        search.main(["--config", str(cfg), "--train-data", str(train_dir), "--valid-data", str(valid_dir),
+                     "--exp-dir", str(tmp_path / "search"), "--device", "cpu"])
+    assert not (tmp_path / "search" / "config.yaml").exists()
