@@ -22,6 +22,10 @@ nets=                       # Table 2's rows, conf/train_<net>.yaml each (defaul
                             # dfsmn_san; with --synth true asrnet_b dfsmn_san, to fit 30 min on 2 cores)
 genotype=../aishell1/exp/pdarts_asr_revised/genotype.json   # ASRNET-B cells (revised op space)
 genotype_a=../aishell1/exp/pdarts_darts/genotype.json       # ASRNET-A cells (DARTS op space)
+random_archs=                # stage 5: random ASRNET-B cells drawn from the revised op space under the
+                            # search's op caps, trained like ASRNET-B (seed K for draw K); default 3,
+                            # 0 with --synth true (each is another ~24 min ASRNET-B training on 2 cores)
+search_config=../aishell1/conf/pdarts_asr_revised.yaml  # the search whose space and caps the draws use
 speed_perturb=true          # 2-fold speed perturbation (0.9/1.1) of train, as the paper
 lm_order=5                  # n-gram order of the word LM (modified Kneser-Ney)
 lm_prune=1e-7               # Stolcke pruning threshold (0: none)
@@ -68,8 +72,10 @@ if $synth; then
   # CTC's all-blank plateau now that each sync resets the workers' SGD momentum (README.md, A/B).
   [ -z "$cpu_workers" ] && cpu_workers=2
   [ -z "$unit" ] && unit=char
+  [ -z "$random_archs" ] && random_archs=0
 fi
 [ -z "$cpu_workers" ] && cpu_workers=1
+random_archs=${random_archs:-3}
 unit=${unit:-syllable}
 [ -z "$nets" ] && nets="asrnet_b asrnet_a dfsmn_san"
 . utils/choices.sh
@@ -159,6 +165,11 @@ if run_stage 4 "genotypes from the AISHELL-1 search"; then
     g=$(resolve_genotype $net)   # fails here, before any training, when a genotype is missing
     log "$net: ${g:-hand-designed, no genotype}"
   done
+  if [ "$random_archs" -gt 0 ] && [ ! -f "$search_config" ]; then
+    echo "$0: --random-archs $random_archs draws from the search config $search_config, which does not" \
+         "exist (fix: --search-config PATH to the aishell1 recipe's conf/pdarts_asr_revised.yaml, or --random-archs 0)" >&2
+    exit 1
+  fi
   done_stage 4
 fi
 
@@ -182,14 +193,25 @@ if run_stage 5 "train ($nets; CTC, $distributed on $nnodes node(s) x $nproc $dev
       --train-data "$train_set" --valid-data data/dev --lang "$lang" ${g:+--genotype "$g"} \
       --exp-dir exp/train_$net --device "$device" --distributed "$distributed" --resume
   done
+  # Does the search beat chance? Random cells of the searched space under the same caps, trained
+  # with ASRNET-B's config (same epochs, schedule, data and workers).
+  for k in $(seq 1 "$random_archs"); do
+    python -m nasr.bin.random_genotype --config "$search_config" --seed "$k" \
+      --out exp/random_asr_revised_arch$k/genotype.json
+    # shellcheck disable=SC2046,SC2086
+    $(launcher random$k) -m nasr.bin.train_ctc --config conf/train_asrnet_b.yaml $profile_opt \
+      --train-data "$train_set" --valid-data data/dev --lang "$lang" \
+      --genotype exp/random_asr_revised_arch$k/genotype.json --exp-dir exp/train_random_asr_revised_arch$k \
+      --device "$device" --distributed "$distributed" --resume --override seed=$k
+  done
   done_stage 5
 fi
 
 if run_stage 6 "average the last $average checkpoints, decode (greedy, WFST$($prefix_beam && echo ', prefix beam')), score CER"; then
-  for net in $nets; do
-    python -m nasr.bin.decode_ctc --exp-dir exp/train_$net --average-last "$average" --average-only
+  for d in $(printf 'exp/train_%s ' $nets) $(seq -f "exp/train_random_asr_revised_arch%g" 1 "$random_archs"); do
+    python -m nasr.bin.decode_ctc --exp-dir "$d" --average-last "$average" --average-only
     for x in $test_sets; do
-      python -m nasr.bin.decode_ctc --exp-dir exp/train_$net --data data/$x --name $x \
+      python -m nasr.bin.decode_ctc --exp-dir "$d" --data data/$x --name $x \
         --checkpoint avg-last-$average.pt --device "$device" --graph "$lang/graph" --beam "$beam" \
         --max-active "$max_active" --acoustic-scale "$acoustic_scale" ${blank_skip:+--blank-skip "$blank_skip"} \
         $($prefix_beam && echo "--arpa data/lm/lm.arpa --lm-weight $lm_weight")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from nasr.utils.compare import budget_differences, run_budget
+from nasr.utils.compare import budget_differences, group_runs, run_budget, verdicts
 from nasr.utils.report import collect_results, markdown_table, write_report
 
 NAMES = {"train_asrnet_a": "ASRNET-A", "train_asrnet_b": "ASRNET-B", "train_dfsmn_san": "DFSMN-SAN"}
@@ -37,7 +37,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def display_name(r: Dict) -> str:
-    name = NAMES.get(r["system"], r["system"])
+    if r.get("random_arch"):
+        name = f"random {r['random_arch']['space']} cell (seed {r['random_arch']['seed']})"
+    else:
+        name = NAMES.get(r["system"], r["system"])
     if r.get("model") == "darts_net" and r.get("cells") and r.get("channels"):
         name += f" (L={r['cells']},C={r['channels']})"
     return name
@@ -103,6 +106,12 @@ def render(title: str, command: str, reference: str, per_set: Dict[str, List[Dic
             if gap:
                 out.append(f"- Rel Imp withheld for {display_name(r)}: its budget differs from "
                            f"{display_name(ref)}'s ({'; '.join(gap)}).")
+        # Searched rows against the random cells of their space (mean ± std) and the other systems.
+        wfst_rows = [dict(r, wfst_cer=r["wfst"]["cer"]) for r in rows if r.get("wfst")]
+        lines = verdicts(group_runs(wfst_rows, score="wfst_cer"), higher_is_better=False,
+                         unit="WFST CER points", scale=1.0)
+        if lines:
+            out += ["", "Verdicts (WFST CER, lower is better):", ""] + lines
         out.append("")
         for r in sorted(rows, key=lambda r: r["system"]):
             out.append(f"- **{display_name(r)}** (`{r['exp_dir']}`, {r.get('device', '?')}, "

@@ -53,3 +53,27 @@ def test_rel_imp_withheld_when_budgets_differ(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| ASRNET-B (L=32,C=30)"))
     assert "21.3" not in row and "| 5.79 | - |" in row
     assert "Rel Imp withheld for ASRNET-B (L=32,C=30): its budget differs from DFSMN-SAN's (epochs 6 vs 12)" in md
+
+
+def test_searched_cell_against_random_cells_of_its_space(tmp_path):
+    exp = tmp_path / "exp"
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "search.json").write_text(json.dumps({"space": "asr_revised", "device_hours": 0.1, "device": "cpu"}))
+    write_result(exp, "train_dfsmn_san", model="dfsmn_san", params=14.4e6, cer=9.0,
+                 wfst={"cer": 7.36, "summary": "%CER 7.36 [ ... ]"})
+    write_result(exp, "train_asrnet_b", cer=8.0, wfst={"cer": 5.0, "summary": "%CER 5.00 [ ... ]"},
+                 genotype_source=str(search / "genotype.json"))
+    for k, cer in ((1, 6.0), (2, 7.0), (3, 8.0)):
+        draw = tmp_path / f"random{k}"
+        draw.mkdir()
+        (draw / "random.json").write_text(json.dumps({"space": "asr_revised", "seed": k}))
+        write_result(exp, f"train_random_asr_revised_arch{k}", cer=9.0, genotype_source=str(draw / "genotype.json"),
+                     wfst={"cer": cer, "summary": f"%CER {cer} [ ... ]"})
+    out = tmp_path / "RESULTS.md"
+    assert main(["--exp-root", str(exp), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "| random asr_revised cell (seed 2) (L=32,C=30) |" in md
+    assert ("- `train_asrnet_b` (1 run(s), 5.00) beats the 3 random architectures' mean (3 run(s), 7.00 ± 1.00) "
+            "by 2.00 WFST CER points (outside their spread ± 1.00), at equal budgets") in md
+    assert "- `train_asrnet_b` (1 run(s), 5.00) beats `train_dfsmn_san` (1 run(s), 7.36) by 2.36 WFST CER points" in md

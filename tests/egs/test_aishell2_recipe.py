@@ -52,7 +52,8 @@ def recipe(tmp_path_factory):
     genotype = RECIPE / "conf/synth_genotypes/pdarts_asr_revised/genotype.json"
     cmd = ["bash", "run.sh", "--corpus-dir", str(corpus), "--nets", "asrnet_b dfsmn_san", "--genotype",
            str(genotype), "--unit", "char", "--profile", str(tmp / "tiny.yaml"), "--average", "2",
-           "--nj", "2", "--lm-order", "3", "--cpu-workers", "2", "--speed-perturb", "false"]
+           "--nj", "2", "--lm-order", "3", "--cpu-workers", "2", "--speed-perturb", "false",
+           "--random-archs", "1", "--search-config", str(ROOT / "egs/aishell1/conf/pdarts_asr_revised.yaml")]
     proc = run(cmd, work, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work, env, cmd, proc
@@ -74,9 +75,12 @@ def test_every_stage_and_the_report(recipe):
         assert res["wfst"]["summary"].startswith("%CER ")
         assert res["cer_summary"].startswith("%CER ")
     results = json.loads((work / "exp/results.json").read_text())
-    assert {r["system"] for r in results["systems"]} == {"train_asrnet_b", "train_dfsmn_san"}
+    assert {r["system"] for r in results["systems"]} == {"train_asrnet_b", "train_dfsmn_san",
+                                                         "train_random_asr_revised_arch1"}
     table = (work / "RESULTS.md").read_text()
     assert "DFSMN-SAN" in table and "ASRNET-B (L=3,C=4)" in table
+    assert "random asr_revised cell (seed 1) (L=3,C=4)" in table
+    assert "the 1 random architectures' mean" in table  # the searched cell's margin over chance
     for r in results["systems"]:
         assert f"{r['wfst']['cer']:.2f}" in table
     assert "AISHELL-2)" in table and "--corpus-dir" in table
