@@ -45,6 +45,7 @@ from nasr.utils.device import get_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import read_json, read_table, write_json
 from nasr.utils.log import progress, setup_logging
+from nasr.utils.uptodate import Stamp
 
 log = logging.getLogger("nasr.decode_ctc")
 
@@ -169,6 +170,20 @@ def main(argv=None) -> int:
     cfg = load_yaml(exp / "config.yaml")
     d = cfg["data"]
     units_txt = Path(d["lang"]) / "units.txt"
+    if args.average_last:
+        ckpt = averaged_checkpoint(exp, args.average_last)
+    else:
+        ckpt = Path(args.checkpoint) if Path(args.checkpoint).is_file() else exp / args.checkpoint
+    # A decode of a real test set takes hours: a rerun with the same model, data, graph and settings
+    # does nothing.  --device only changes the time it takes.
+    data = Path(args.data)
+    done = Stamp(out / ".done.json", {k: v for k, v in vars(args).items() if k != "device"},
+                 inputs=[exp / "config.yaml", ckpt, units_txt, data / "feats.scp", data / "text",
+                         data / "cmvn.scp", Path(args.graph) / "TLG.fst" if args.graph else None, args.arpa],
+                 what=out)
+    if done.is_current(outputs=[out / "results.json"]):
+        return 0
+    done.clear()
     wfst = None
     if args.graph:
         from nasr.asr.graph import UnitMismatchError
@@ -190,10 +205,6 @@ def main(argv=None) -> int:
     device = get_device(args.device)
     ds = AsrDataset(args.data, d["lang"], max_frames=None, return_utt=True)
     model = build_ctc_model(cfg, d["in_channels"], d["feat_dim"], d["num_units"]).to(device)
-    if args.average_last:
-        ckpt = averaged_checkpoint(exp, args.average_last)
-    else:
-        ckpt = Path(args.checkpoint) if Path(args.checkpoint).is_file() else exp / args.checkpoint
     load_model_state(model, load_checkpoint(ckpt), ckpt)
     lm_decoders: Dict[str, Callable[[np.ndarray], List[str]]] = {}
     lm_settings: Dict[str, Dict] = {}
@@ -245,6 +256,7 @@ def main(argv=None) -> int:
                       train_command=t["command"], workers=t.get("workers", 1),
                       distributed=t.get("distributed", "single"))
     write_json(out / "results.json", result)
+    done.write()
     log.info("%s: token accuracy %.2f%%%s%s%s", name, 100 * tok.token_accuracy,
              f", greedy {result['cer_summary']}" if "cer" in result else "",
              f", WFST {result['wfst']['summary']}" if "wfst" in result else "",

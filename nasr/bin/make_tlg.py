@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from nasr.asr.graph import OOV_POLICIES, make_tlg
+from nasr.utils.uptodate import Stamp
 
 log = logging.getLogger("nasr.make_tlg")
 
@@ -37,9 +39,15 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # The lang dir's own files (units, lexicon), not its subdirs: the graph is usually written there.
+    done = Stamp(Path(args.out) / ".done.json", vars(args), inputs=[args.lang, args.arpa], what=args.out)
+    if done.is_current(outputs=[Path(args.out) / "TLG.fst"]):
+        return
+    done.clear()
     info = make_tlg(args.lang, args.arpa, args.out, oov=args.oov, max_order=args.max_order)
     log.info("graph %s: TLG %s; %d LM words missing from the lexicon", args.out, info["TLG"],
              info["lm_words_missing_from_lexicon"])
+    done.write()
 
 
 if __name__ == "__main__":

@@ -233,13 +233,21 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     from nasr.utils.log import setup_logging
 
+    from nasr.utils.uptodate import Stamp
+
     args = get_parser().parse_args(argv)
     setup_logging()
+    out = Path(args.out)
+    done = Stamp(out / ".done.json", vars(args), inputs=[Path(args.data) / "text", args.lexicon], what=out)
+    if done.is_current(outputs=[out / "lang.json"]):
+        return 0
+    done.clear()
     try:
         prepare_lang(args.data, args.out, args.unit, args.lexicon, args.bpe_size, args.oov)
     except (ValueError, RuntimeError) as e:  # FormatError and OovError are ValueErrors
         log.error("%s", e)
         return 1
+    done.write()
     return 0
 
 

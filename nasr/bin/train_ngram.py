@@ -19,6 +19,7 @@ import sys
 
 from nasr.asr.ngram import EmptyTextError, map_oov, read_kaldi_text, train_ngram
 from nasr.asr.lexicon import read_lexicon
+from nasr.utils.uptodate import Stamp
 
 log = logging.getLogger("nasr.train_ngram")
 
@@ -48,6 +49,10 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    done = Stamp(str(args.out) + ".done.json", vars(args), inputs=[args.text, args.lexicon], what=args.out)
+    if done.is_current(outputs=[args.out]):
+        return 0
+    done.clear()
     sentences = read_kaldi_text(args.text)
     if args.lexicon:
         sentences, oov = map_oov(sentences, read_lexicon(args.lexicon).words(), args.oov)
@@ -61,6 +66,7 @@ def run(args) -> int:
     lm = train_ngram(sentences, order=args.order, prune=args.prune, source=args.text)
     lm.write_arpa(args.out)
     log.info("wrote %s: order %d, n-grams per order %s", args.out, lm.order, lm.num_ngrams())
+    done.write()
     return 0
 
 

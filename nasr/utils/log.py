@@ -47,17 +47,21 @@ def environment() -> dict:
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO,
                   with_env: bool = False) -> logging.Logger:
     root = logging.getLogger()
+    # Replaces the handlers of an earlier call (a step run in-process twice logs each line once);
+    # handlers others put there (pytest's capture, an application's own) stay.
     for h in list(root.handlers):
-        root.removeHandler(h)
+        if getattr(h, "_nasr_setup", False):
+            root.removeHandler(h)
+            h.close()
     root.setLevel(level)
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter(FORMAT))
-    root.addHandler(console)
+    handlers = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
-        fh.setFormatter(logging.Formatter(FORMAT))
-        root.addHandler(fh)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(logging.Formatter(FORMAT))
+        h._nasr_setup = True
+        root.addHandler(h)
     log = logging.getLogger("nasr")
     log.info("command: %s", " ".join([Path(sys.argv[0]).name] + sys.argv[1:]))
     if with_env:

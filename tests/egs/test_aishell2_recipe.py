@@ -94,13 +94,21 @@ def test_synth_falls_back_to_the_shipped_genotype(recipe):
     assert "uses the shipped synthetic-corpus genotype" in proc.stderr + proc.stdout
 
 
-def test_rerun_of_data_prep_and_features_redoes_nothing(recipe):
+def test_a_rerun_of_the_finished_recipe_redoes_nothing(recipe):
     work, env, cmd, _ = recipe
-    feats = {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in ("train", "dev", "test")}
-    again = run(cmd + ["--stage", "1", "--stop-stage", "3"], work, env)
+    done = [work / f"data/{s}/feats.scp" for s in ("train", "dev", "test")] + [
+        work / "data/lang_char/lang.json", work / "data/lm/lm.arpa", work / "data/lang_char/graph/TLG.fst"] + [
+        work / f"exp/{e}/decode_test/results.json" for e in ("train_asrnet_b", "train_dfsmn_san",
+                                                            "train_random_asr_revised_arch1")]
+    done += sorted((work / "exp").rglob("*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in done}
+    again = run(cmd + ["--stage", "1", "--stop-stage", "6"], work, env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert (again.stdout + again.stderr).count("features are up to date") == 3
-    assert {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in ("train", "dev", "test")} == feats
+    out = again.stdout + again.stderr
+    assert out.count("features are up to date") == 3
+    # lang dir, LM, graph and the three decodes
+    assert out.count("is up to date") == 6, out[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in done} == before
 
 
 def single_process_validation(work, exp, epoch):
