@@ -17,6 +17,8 @@ unit=                       # syllable (the paper's CI syllables), char, or bpe;
                             # char with --synth true (greedy CER needs units that spell characters)
 spaces="asr_revised darts"  # op spaces searched: asr_revised -> ASRNET-B, darts -> ASRNET-A
 seeds=                      # searches per space, the lowest dev TER of the derived networks wins; default 3, 1 with --synth true
+train_seeds=1               # stages 5-6: retrain each searched network with seeds 1..N (seed K>1 in
+                            # exp/train_<net>_seedK); the report gives mean ± std over them
 random_archs=3              # stage 5: per space, random genotypes drawn from its op space under the
                             # P-DARTS op caps, trained like the searched one (seed K for draw K); 0: none
 search_set=data/train_sp    # split in halves: weights / alphas
@@ -54,6 +56,8 @@ check_choice --unit "$unit" syllable char bpe
 for s in $spaces; do check_choice --spaces "$s" asr_revised darts; done
 profile_opt=${profile:+--profile $profile}
 lang=data/lang_${unit}
+# The retrainings of a network: seed 1 in exp/train_<net>, seed K>1 in exp/train_<net>_seedK.
+seed_dirs() { for k in $(seq 1 "$train_seeds"); do echo "exp/train_$1$( [ "$k" -gt 1 ] && echo "_seed$k" )"; done; }
 net_of() { case $1 in asr_revised) echo asrnet_b ;; darts) echo asrnet_a ;; *) echo "unknown space $1" >&2; return 1 ;; esac; }
 
 . utils/stage.sh
@@ -109,9 +113,14 @@ fi
 if run_stage 5 "retrain the small evaluation networks (CTC)"; then
   for space in $spaces; do
     net=$(net_of $space)
-    python -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
-      --train-data data/train_sp --valid-data data/dev --lang "$lang" \
-      --genotype exp/pdarts_${space}/genotype.json --exp-dir exp/train_${net} --device "$device" --resume
+    k=0
+    for d in $(seed_dirs $net); do
+      k=$((k + 1))
+      python -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
+        --train-data data/train_sp --valid-data data/dev --lang "$lang" \
+        --genotype exp/pdarts_${space}/genotype.json --exp-dir "$d" --device "$device" --resume \
+        $( [ "$k" -gt 1 ] && echo "--override seed=$k" )
+    done
     # Does the search beat chance? Cells drawn uniformly from the same space under the same caps,
     # trained with the searched network's config (same epochs, schedule and data).
     for k in $(seq 1 "$random_archs"); do
@@ -128,7 +137,7 @@ fi
 
 if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
   for space in $spaces; do
-    for d in exp/train_$(net_of $space) $(seq -f "exp/train_random_${space}_arch%g" 1 "$random_archs"); do
+    for d in $(seed_dirs "$(net_of $space)") $(seq -f "exp/train_random_${space}_arch%g" 1 "$random_archs"); do
       python -m nasr.bin.decode_ctc --exp-dir "$d" --data data/test --name test --device "$device"
     done
   done
@@ -136,7 +145,7 @@ if run_stage 6 "evaluate (greedy CTC, token accuracy, CER)"; then
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/aishell1 && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit\`"
+  note="Command: \`cd egs/aishell1 && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit$( [ "$train_seeds" -gt 1 ] && echo " --train-seeds $train_seeds" || true)\`"
   python -m nasr.bin.report_ctc --exp-root exp --set test --out RESULTS.md \
     --title "AISHELL-1: P-DARTS for CTC speech recognition ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"

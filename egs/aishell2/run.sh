@@ -22,6 +22,8 @@ nets=                       # Table 2's rows, conf/train_<net>.yaml each (defaul
                             # dfsmn_san; with --synth true asrnet_b dfsmn_san, to fit 30 min on 2 cores)
 genotype=../aishell1/exp/pdarts_asr_revised/genotype.json   # ASRNET-B cells (revised op space)
 genotype_a=../aishell1/exp/pdarts_darts/genotype.json       # ASRNET-A cells (DARTS op space)
+train_seeds=1               # stages 5-6: train each network with seeds 1..N (seed K>1 in
+                            # exp/train_<net>_seedK); the verdicts give mean ± std over them
 random_archs=                # stage 5: random ASRNET-B cells drawn from the revised op space under the
                             # search's op caps, trained like ASRNET-B (seed K for draw K); default 3,
                             # 0 with --synth true (each is another ~24 min ASRNET-B training on 2 cores)
@@ -91,6 +93,8 @@ $speed_perturb && train_set=data/train_sp
 . utils/stage.sh
 
 # The genotype a net is trained from ("" for the hand-designed baseline).
+# The trainings of a network: seed 1 in exp/train_<net>, seed K>1 in exp/train_<net>_seedK.
+seed_dirs() { for k in $(seq 1 "$train_seeds"); do echo "exp/train_$1$( [ "$k" -gt 1 ] && echo "_seed$k" )"; done; }
 genotype_of() {
   case $1 in asrnet_b) echo "$genotype" ;; asrnet_a) echo "$genotype_a" ;; dfsmn_san) echo "" ;;
     *) echo "unknown net '$1' (known: asrnet_b asrnet_a dfsmn_san)" >&2; return 1 ;; esac
@@ -188,10 +192,15 @@ launcher() {  # one process per GPU / CPU worker on each node; torchrun sets RAN
 if run_stage 5 "train ($nets; CTC, $distributed on $nnodes node(s) x $nproc $device worker(s))"; then
   for net in $nets; do
     g=$(resolve_genotype $net)
-    # shellcheck disable=SC2046,SC2086
-    $(launcher $net) -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
-      --train-data "$train_set" --valid-data data/dev --lang "$lang" ${g:+--genotype "$g"} \
-      --exp-dir exp/train_$net --device "$device" --distributed "$distributed" --resume
+    k=0
+    for d in $(seed_dirs $net); do
+      k=$((k + 1))
+      # shellcheck disable=SC2046,SC2086
+      $(launcher $net$k) -m nasr.bin.train_ctc --config conf/train_${net}.yaml $profile_opt \
+        --train-data "$train_set" --valid-data data/dev --lang "$lang" ${g:+--genotype "$g"} \
+        --exp-dir "$d" --device "$device" --distributed "$distributed" --resume \
+        $( [ "$k" -gt 1 ] && echo "--override seed=$k" )
+    done
   done
   # Does the search beat chance? Random cells of the searched space under the same caps, trained
   # with ASRNET-B's config (same epochs, schedule, data and workers).
@@ -208,7 +217,7 @@ if run_stage 5 "train ($nets; CTC, $distributed on $nnodes node(s) x $nproc $dev
 fi
 
 if run_stage 6 "average the last $average checkpoints, decode (greedy, WFST$($prefix_beam && echo ', prefix beam')), score CER"; then
-  for d in $(printf 'exp/train_%s ' $nets) $(seq -f "exp/train_random_asr_revised_arch%g" 1 "$random_archs"); do
+  for d in $(for net in $nets; do seed_dirs $net; done) $(seq -f "exp/train_random_asr_revised_arch%g" 1 "$random_archs"); do
     python -m nasr.bin.decode_ctc --exp-dir "$d" --average-last "$average" --average-only
     for x in $test_sets; do
       python -m nasr.bin.decode_ctc --exp-dir "$d" --data data/$x --name $x \
@@ -221,7 +230,7 @@ if run_stage 6 "average the last $average checkpoints, decode (greedy, WFST$($pr
 fi
 
 if run_stage 7 "report"; then
-  opts="$( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit"
+  opts="$( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit$( [ "$train_seeds" -gt 1 ] && echo " --train-seeds $train_seeds" || true)"
   python -m nasr.bin.report_transfer --exp-root exp --sets "$test_sets" --out RESULTS.md \
     --title "AISHELL-2: transfer of the searched cells ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --command "cd egs/aishell2 && ./run.sh $opts" --reference dfsmn_san

@@ -61,7 +61,7 @@ def test_recipe_on_an_aishell1_tree(tmp_path):
     (work / "corpus/synth_aishell1").rename(corpus)
     pack_like_the_release(corpus)
     cmd = ["bash", "run.sh", "--corpus-dir", str(corpus), "--seeds", "2", "--search-set", "data/train",
-           "--profile", str(tmp_path / "tiny.yaml"), "--random-archs", "1"]
+           "--profile", str(tmp_path / "tiny.yaml"), "--random-archs", "1", "--train-seeds", "2"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "unpacked 4 per-speaker archive(s)" in proc.stdout + proc.stderr
@@ -80,28 +80,34 @@ def test_recipe_on_an_aishell1_tree(tmp_path):
         assert sum(op == "avg_pool_3x3" for op, _ in genotype["normal"]) <= 2
     assert (work / "data/train_sp/feats.scp").is_file()
     results = json.loads((work / "exp/results.json").read_text())
-    assert {r["system"] for r in results["systems"]} == {"train_asrnet_a", "train_asrnet_b",
-                                                          "train_random_asr_revised_arch1", "train_random_darts_arch1"}
+    assert {r["system"] for r in results["systems"]} == {
+        "train_asrnet_a", "train_asrnet_a_seed2", "train_asrnet_b", "train_asrnet_b_seed2",
+        "train_random_asr_revised_arch1", "train_random_darts_arch1"}
     table = (work / "RESULTS.md").read_text()
     # a random-architecture row per space, compared with that space's searched network only
     assert "| train_random_asr_revised (random) | 1 arch | asr_revised |" in table
-    assert re.search(r"`train_asrnet_b` \(1 run\(s\), [\d.]+\) (beats|trails|ties) the 1 random", table)
-    assert "`train_asrnet_b` vs `train_random_darts`" not in table and "asrnet_b` (1 run(s)" in table
-    assert f"({corpus})" in table and f"--corpus-dir {corpus} --unit syllable" in table
+    # two retraining seeds per searched network: its row is their mean ± std
+    assert re.search(r"`train_asrnet_b` \(2 run\(s\), [\d.]+ ± [\d.]+\) (beats|trails|ties) the 1 random", table)
+    assert "`train_asrnet_b` vs `train_random_darts`" not in table and "| train_asrnet_b | 2 runs |" in table
+    assert f"({corpus})" in table and f"--corpus-dir {corpus} --unit syllable --train-seeds 2" in table
     for r in results["systems"]:
         assert f"{100 * r['token_accuracy']:.2f}" in table
         assert r["unit_type"] == "syllable"
     summary = (work / "exp/train_asrnet_b/decode_test/summary").read_text()
     assert summary.startswith("%TER ")
     # Rerunning the finished recipe: data prep, speed perturbation and features keep what they
-    # made (no feature is computed again), the search and the retraining resume from disk.
+    # made (no feature is computed again), the search and the retraining resume from disk, the
+    # lang dir and the decodes are up to date.
     sets = ("train", "train_sp", "dev", "test")
     feats = {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in sets}
     ckpts = {p: p.stat().st_mtime_ns for p in (work / "exp").rglob("*.pt")}
-    proc2 = subprocess.run(cmd + ["--stop-stage", "5"], cwd=work, env=env, capture_output=True, text=True)
+    decodes = {p: p.stat().st_mtime_ns for p in (work / "exp").glob("*/decode_test/results.json")}
+    proc2 = subprocess.run(cmd + ["--stop-stage", "6"], cwd=work, env=env, capture_output=True, text=True)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
     log = proc2.stdout + proc2.stderr
     assert log.count("features are up to date") == 4
     assert {s: (work / f"data/{s}/feats.scp").stat().st_mtime_ns for s in sets} == feats
     assert {p: p.stat().st_mtime_ns for p in (work / "exp").rglob("*.pt")} == ckpts
     assert "resumed from" in log
+    assert log.count("is up to date") == 1 + 6  # lang dir; 2 x 2 seeds + 2 random decodes
+    assert {p: p.stat().st_mtime_ns for p in (work / "exp").glob("*/decode_test/results.json")} == decodes

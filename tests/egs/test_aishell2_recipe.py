@@ -5,6 +5,7 @@ profile (pypinyin lexicon, 5-gram LM, TLG, BMUF training on 2 gloo CPU processes
 averaging, greedy + WFST decoding, Table 2 report), then the bad-input guards of the recipe's steps."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def recipe(tmp_path_factory):
     cmd = ["bash", "run.sh", "--corpus-dir", str(corpus), "--nets", "asrnet_b dfsmn_san", "--genotype",
            str(genotype), "--unit", "char", "--profile", str(tmp / "tiny.yaml"), "--average", "2",
            "--nj", "2", "--lm-order", "3", "--cpu-workers", "2", "--speed-perturb", "false",
-           "--random-archs", "1", "--search-config", str(ROOT / "egs/aishell1/conf/pdarts_asr_revised.yaml")]
+           "--train-seeds", "2", "--random-archs", "1", "--search-config", str(ROOT / "egs/aishell1/conf/pdarts_asr_revised.yaml")]
     proc = run(cmd, work, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work, env, cmd, proc
@@ -75,12 +76,16 @@ def test_every_stage_and_the_report(recipe):
         assert res["wfst"]["summary"].startswith("%CER ")
         assert res["cer_summary"].startswith("%CER ")
     results = json.loads((work / "exp/results.json").read_text())
-    assert {r["system"] for r in results["systems"]} == {"train_asrnet_b", "train_dfsmn_san",
-                                                         "train_random_asr_revised_arch1"}
+    assert {r["system"] for r in results["systems"]} == {"train_asrnet_b", "train_asrnet_b_seed2", "train_dfsmn_san",
+                                                         "train_dfsmn_san_seed2", "train_random_asr_revised_arch1"}
     table = (work / "RESULTS.md").read_text()
     assert "DFSMN-SAN" in table and "ASRNET-B (L=3,C=4)" in table
     assert "random asr_revised cell (seed 1) (L=3,C=4)" in table
     assert "the 1 random architectures' mean" in table  # the searched cell's margin over chance
+    # two seeds per network: the verdicts are over their mean ± std
+    assert re.search(r"`train_asrnet_b` \(2 run\(s\), [\d.]+ ± [\d.]+\) (beats|trails|ties) `train_dfsmn_san` "
+                     r"\(2 run\(s\)", table), table
+    assert "--train-seeds 2" in table
     for r in results["systems"]:
         assert f"{r['wfst']['cer']:.2f}" in table
     assert "AISHELL-2)" in table and "--corpus-dir" in table
@@ -98,16 +103,16 @@ def test_a_rerun_of_the_finished_recipe_redoes_nothing(recipe):
     work, env, cmd, _ = recipe
     done = [work / f"data/{s}/feats.scp" for s in ("train", "dev", "test")] + [
         work / "data/lang_char/lang.json", work / "data/lm/lm.arpa", work / "data/lang_char/graph/TLG.fst"] + [
-        work / f"exp/{e}/decode_test/results.json" for e in ("train_asrnet_b", "train_dfsmn_san",
-                                                            "train_random_asr_revised_arch1")]
+        work / f"exp/{e}/decode_test/results.json" for e in ("train_asrnet_b", "train_asrnet_b_seed2", "train_dfsmn_san",
+                                                            "train_dfsmn_san_seed2", "train_random_asr_revised_arch1")]
     done += sorted((work / "exp").rglob("*.pt"))
     before = {p: p.stat().st_mtime_ns for p in done}
     again = run(cmd + ["--stage", "1", "--stop-stage", "6"], work, env)
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout + again.stderr
     assert out.count("features are up to date") == 3
-    # lang dir, LM, graph and the three decodes
-    assert out.count("is up to date") == 6, out[-3000:]
+    # lang dir, LM, graph and the five decodes
+    assert out.count("is up to date") == 8, out[-3000:]
     assert {p: p.stat().st_mtime_ns for p in done} == before
 
 
