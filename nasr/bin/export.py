@@ -7,6 +7,9 @@ between onnxruntime's and torch's outputs, and the median latency of one 1 s cli
 torch and in onnxruntime with the same thread count). An export whose outputs differ from torch's
 by more than --tolerance exits 1 (the file is kept, for inspection).
 
+A tower also gets <out-dir>/model_stream.onnx: one frame and the carried state in, the logits so far
+and the new state out (nasr.deploy.stream), checked frame by frame against the full-utterance logits.
+
 e.g.: python -m nasr.bin.export --exp-dir exp/train_nas1 --format onnx
       python -m nasr.bin.export --exp-dir exp/ensemble_b1 --format onnx --members 3
 """
@@ -56,7 +59,8 @@ def run(args, argv) -> int:
 
     import torch
 
-    from nasr.deploy.export import export_onnx, latencies, load_trained, onnxruntime_session, parity
+    from nasr.deploy.export import (export_onnx, export_stream_onnx, latencies, load_trained, onnxruntime_session,
+                                    parity, stream_parity, streaming_module)
     from nasr.utils.device import describe_device
     from nasr.utils.log import setup_logging
 
@@ -76,6 +80,11 @@ def run(args, argv) -> int:
               "torch": torch.__version__, "python": platform.python_version(), "command": command}
     log.info("%s network (%s, %d params) -> %s (%d bytes)", net.kind, net.info.get("model"), params, path,
              record["bytes"])
+    stream_path = None
+    if streaming_module(net) is not None:
+        stream_path = export_stream_onnx(net, out / "model_stream.onnx", opset=args.opset)
+        record["onnx_stream"] = str(stream_path)
+        log.info("streaming form (one frame + state per call) -> %s", stream_path)
     rc = 0
     if not args.no_check:
         try:
@@ -94,6 +103,12 @@ def run(args, argv) -> int:
                  check["inputs"], args.tolerance)
         log.info("latency per %d-frame clip, batch 1, %d thread(s), median of %d: torch %.3f ms, onnxruntime "
                  "%.3f ms", net.clip_frames, args.threads, args.repeats, timing["torch_ms"], timing["onnxruntime_ms"])
+        if stream_path is not None:
+            sc = stream_parity(net, onnxruntime_session(stream_path, args.threads), args.threads, args.repeats)
+            record["stream"] = sc
+            log.info("streaming: max |frame-by-frame onnxruntime - full-utterance torch| = %.3g over %d frames; "
+                     "%.4f ms per frame", sc["max_abs_diff"], sc["frames"], sc["onnxruntime_ms_per_frame"])
+            check = dict(check, max_abs_diff=max(check["max_abs_diff"], sc["max_abs_diff"]))
         if not check["max_abs_diff"] <= args.tolerance:
             log.error("onnxruntime's outputs differ from torch's by %.3g > %g: the export is wrong "
                       "(kept at %s for inspection)", check["max_abs_diff"], args.tolerance, path)

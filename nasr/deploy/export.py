@@ -275,5 +275,58 @@ def latencies(net: TrainedNetwork, session, threads: int = 1, repeats: int = 50)
             "input": list(net.example[0].shape), "clip_frames": net.clip_frames}
 
 
+# ----------------------------------------------------------------------------------------------
+# streaming towers (nasr.deploy.stream): one frame and the state in, the logits so far and the state out
+
+def streaming_module(net: TrainedNetwork):
+    """The frame-by-frame form of a tower network (None for networks that cannot stream)."""
+    if net.kind != "tower":
+        return None
+    from nasr.deploy.stream import StreamingTower
+
+    return StreamingTower(list(net.module.members)).eval()
+
+
+def export_stream_onnx(net: TrainedNetwork, path, opset: int = OPSET) -> Path:
+    stream = streaming_module(net)
+    state = stream.initial_state(1)
+    names = stream.state_names()
+    frame = net.example[0][:, 0]
+    axes = {"frame": {0: "batch"}, "logits": {0: "batch"}}
+    for n, s in zip(names, state):
+        axes[n] = axes[n + "_out"] = {1 if n.endswith(("_h", "_c")) else 0: "batch"}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(stream, (frame, *state), buf, input_names=["frame", *names],
+                          output_names=["logits", *[n + "_out" for n in names]], dynamic_axes=axes,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+    return Path(path)
+
+
+@torch.no_grad()
+def stream_parity(net: TrainedNetwork, session, threads: int = 1, repeats: int = 50) -> Dict:
+    """Run the streaming graph frame by frame in onnxruntime over the example clip: the largest
+    |difference| from torch's full-utterance logits after every frame, and the time per frame."""
+    from nasr.utils.profile import latency_ms
+
+    stream = streaming_module(net)
+    feats = net.example[0]
+    inputs = [i.name for i in session.get_inputs()]
+    state = [s.numpy() for s in stream.initial_state(feats.shape[0])]
+    worst = 0.0
+    for t in range(feats.shape[1]):
+        out = session.run(None, dict(zip(inputs, [feats[:, t].numpy(), *state])))
+        logits, state = out[0], out[1:]
+        want = net.module(feats[:, :t + 1]).numpy()
+        worst = max(worst, float(np.abs(logits - want).max()))
+    feed = dict(zip(inputs, [feats[:, 0].numpy(), *[s.numpy() for s in stream.initial_state(1)]]))
+    frame = latency_ms(lambda: session.run(None, feed), repeats=repeats, warmup=5)
+    return {"max_abs_diff": worst, "frames": int(feats.shape[1]), "onnxruntime_ms_per_frame": frame["median"],
+            "threads": threads}
+
+
 __all__ = ["FORMATS", "OPSET", "TrainedNetwork", "load_trained", "export_onnx", "onnxruntime_session",
-           "parity", "latencies", "KwsLogits", "CtcLogProbs", "TowerEnsemble"]
+           "parity", "latencies", "streaming_module", "export_stream_onnx", "stream_parity", "KwsLogits", "CtcLogProbs", "TowerEnsemble"]

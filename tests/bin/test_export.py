@@ -104,6 +104,9 @@ def test_a_tower_ensemble_exports_as_one_graph_averaging_its_members(tmp_path):
     assert export.main(["--exp-dir", str(exp), "--repeats", "3"]) == 0
     rec = json.loads((exp / "export" / "export.json").read_text())
     assert rec["kind"] == "tower" and rec["members"] == 2 and rec["parity"]["max_abs_diff"] < 1e-4
+    # and its streaming form, one frame per call, checked against the full-utterance logits
+    assert (exp / "export" / "model_stream.onnx").is_file()
+    assert rec["stream"]["frames"] == 100 and rec["stream"]["max_abs_diff"] < 1e-4
     assert check_with_onnxruntime(exp, (torch.randn(3, 250, 20),)) < 1e-4
     # The graph is the average: one member alone gives other logits.
     net1 = load_trained(exp, members=1)
