@@ -27,8 +27,11 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nasr.bin.profile_ops", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", required=True, help="op space (nas1, nas2, darts, asr_revised)")
-    p.add_argument("--input-size", type=_input_size_arg, required=True, help="TxF of one input, e.g. 101x40")
-    p.add_argument("--config", default=None, help="a training config: its model: section gives the network")
+    p.add_argument("--input-size", type=_input_size_arg, default=None,
+                   help="TxF of one input, e.g. 101x40 (default: the --config's input_size)")
+    p.add_argument("--config", default=None,
+                   help="a training config, e.g. a trained exp dir's resolved config.yaml: its model: section "
+                        "(and input_size) give the network")
     p.add_argument("--in-channels", type=int, default=None, help="input maps (default: config's, else 1)")
     p.add_argument("--num-classes", type=int, default=None, help="outputs (default: config's, else 12)")
     p.add_argument("--C", type=int, default=None, help="initial channels (default: config's, else 16)")
@@ -58,6 +61,7 @@ def network_from_args(args) -> dict:
     if args.space not in OP_SPACES:
         raise FormatError(f"--space {args.space}", None, "unknown op space", f"use one of: {', '.join(OP_SPACES)}")
     net = dict(DEFAULT_NETWORK)
+    size = args.input_size
     if args.config:
         if not Path(args.config).is_file():
             raise FormatError(args.config, None, "config file does not exist", "check the --config path")
@@ -68,10 +72,18 @@ def network_from_args(args) -> dict:
         if "channels" in model:
             net["C"] = model["channels"]
         net.update({k: model[k] for k in net if k in model})
+        cfg_size = load_yaml(args.config).get("input_size", model.get("input_size"))
+        if size is None and cfg_size is not None:
+            from nasr.bin.model_info import parse_input_size
+
+            size = parse_input_size(cfg_size)
+    if size is None:
+        raise FormatError("--input-size", None, "no input size given", "pass --input-size TxF, e.g. 101x40, or a "
+                          "--config that records input_size (a trained exp dir's config.yaml does)")
     for key in ("in_channels", "num_classes", "C", "layers", "reduction", "stem_stride", "stem_multiplier", "head"):
         if getattr(args, key) is not None:
             net[key] = getattr(args, key)
-    net.update(input_size=list(args.input_size), steps=args.steps, multiplier=args.multiplier)
+    net.update(input_size=list(size), steps=args.steps, multiplier=args.multiplier)
     return net
 
 
