@@ -173,8 +173,15 @@ def health_record(h: dict) -> dict:
 
 def pick_best(history: list) -> dict:
     """The epoch whose genotype is kept: best alpha-half accuracy (validation data only) among the
-    epochs that trained alphas; warm-up epochs' genotypes come from untouched alphas."""
+    epochs that trained alphas; warm-up epochs' genotypes come from untouched alphas. With a cost
+    budget, only epochs whose derived network meets it compete (the cheapest epoch when none does)."""
     searched = [h for h in history if h.get("alphas_trained", True)] or history
+    budgeted = [h for h in searched if "cost" in h]
+    if budgeted:
+        within = [h for h in budgeted if h["cost"]["derived"] <= h["cost"]["target"]]
+        if not within:
+            return min(budgeted, key=lambda h: (h["cost"]["derived"], -h["valid"]["acc"]))
+        searched = within
     return max(searched, key=lambda h: (h["valid"]["acc"], -h["valid"]["loss"]))
 
 
@@ -311,6 +318,10 @@ def run(args, argv) -> int:
 
     # "the best cell architecture with the highest validation score found by the search phase"
     best = pick_best(history)
+    if penalty is not None and best["cost"]["derived"] > penalty.target:
+        log.warning("no epoch derived a network within the budget (%s <= %g): kept epoch %d, the cheapest (%g); "
+                    "fix: more epochs, a larger cost.weight, or a looser target", penalty.metric, penalty.target,
+                    best["epoch"], best["cost"]["derived"])
     final = history[-1].get("health")  # None in a history written before health was logged
     warning = near_uniform_warning(final) if final else None
     if warning:

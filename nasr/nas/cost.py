@@ -278,16 +278,17 @@ def resolve_cost_config(v) -> Optional[Dict]:
 
 
 class CostPenalty:
-    """weight * log(E[cost] / target), applied while the expected cost or the cost of the network
-    that would be derived now is over the target; 0 otherwise.
+    """weight * log(E[cost] / target), applied while the network that would be derived now (the
+    argmax genotype, under the search's op caps) costs more than the target; 0 once it meets it.
 
     Why this form: the log-ratio is scale-free, so one weight means the same for parameters, MACs
     and milliseconds, and its gradient weight/E * dE/dalpha pushes by relative cost, as FBNet's
-    log-latency term does; unlike FBNet's (always on) the pressure stops once the network meets the
-    target, so a budget is a ceiling, not a goal (TuNAS's |T/T0 - 1| also pushes cheap networks
-    up). The expectation is a soft stand-in for the argmax network derivation keeps: near-uniform
-    alphas can have E[cost] under the target while the derived network is over it, so the penalty
-    stays on until the derived network meets the target too."""
+    log-latency term does. Unlike FBNet's (always on) the pressure stops once the derived network
+    meets the target, so a budget is a ceiling, not a goal (TuNAS's |T/T0 - 1| also pushes cheap
+    networks up), and the cross-entropy is free to spend what is left of it. The gate reads the
+    derived network, not E[cost]: near-uniform alphas price every op at the average, far from the
+    one network derivation keeps. The target sets when the pressure stops, not its strength (the
+    gradient of log(E/T) does not depend on T)."""
 
     def __init__(self, table: CostTable, metric: str, target: float, weight: float, space: str,
                  device: Optional[str] = None, max_ops=None, max_ops_reduce=None):
@@ -313,7 +314,7 @@ class CostPenalty:
     def __call__(self, model) -> torch.Tensor:
         expected = self.expected(model)
         derived = self.derived(model)
-        active = float(expected.detach()) > self.target or derived > self.target
+        active = derived > self.target
         self.last = {"metric": self.metric, "target": self.target, "expected": float(expected.detach()),
                      "derived": derived, "active": active}
         if not active or self.weight == 0.0:

@@ -61,7 +61,7 @@ def test_a_tight_parameter_target_is_met_and_exceeded_without_it(tmp_path, kws_c
     target = round(1.15 * floor)
     free = run_search(tmp_path, kws_corpus, "free")
     budget = run_search(tmp_path, kws_corpus, "budget", f"cost={{table: {cost_table}, metric: params, "
-                        f"target: {target}, weight: 1.0}}")
+                        f"target: {target}, weight: 5.0}}")
     free_params, budget_params = derived_params(free), derived_params(budget)
     print(f"target {target} (floor {floor}): unconstrained {free_params}, constrained {budget_params}")
     assert free_params > 1.10 * target
@@ -87,3 +87,13 @@ def test_a_bad_cost_section_or_table_is_refused_before_the_search_writes(tmp_pat
     with pytest.raises(FormatError, match=r"cost.target must be a number > 0"):
         run_search(tmp_path, kws_corpus, "x", f"cost={{table: {cost_table}}}")
     assert not (tmp_path / "x" / "config.yaml").exists()
+
+
+def test_with_a_budget_the_kept_epoch_is_the_best_of_those_within_it():
+    def epoch(n, acc, derived):
+        return {"epoch": n, "valid": {"acc": acc, "loss": 1.0}, "cost": {"derived": derived, "target": 1000}}
+
+    assert search.pick_best([epoch(1, 0.9, 1500), epoch(2, 0.5, 900), epoch(3, 0.6, 990)])["epoch"] == 3
+    assert search.pick_best([epoch(1, 0.9, 1500), epoch(2, 0.5, 1200)])["epoch"] == 2  # none within: cheapest
+    assert search.pick_best([{"epoch": 1, "valid": {"acc": 0.9, "loss": 1.0}},
+                             {"epoch": 2, "valid": {"acc": 0.5, "loss": 1.0}}])["epoch"] == 1
