@@ -71,7 +71,9 @@ def run(args, argv) -> int:
     command = " ".join(["python -m nasr.bin.export"] + (argv if argv is not None else sys.argv[1:]))
     log.info("%s", command)
     path = export_onnx(net, out / "model.onnx", opset=args.opset)
-    params = sum(p.numel() for p in net.module.parameters())
+    from nasr.nas.ops import count_parameters
+
+    params = count_parameters(net.module)  # DARTS's auxiliary head is trained, never exported
     record = {"exp_dir": str(exp), "kind": net.kind, "checkpoint": net.checkpoint, **net.info,
               "params": params, "onnx": str(path), "bytes": path.stat().st_size, "format": "onnx",
               "opset": args.opset, "exporter": "torch.onnx.export(dynamo=False)",

@@ -11,6 +11,7 @@ from nasr.bin import export, train
 from nasr.deploy.export import load_trained
 from nasr.train.checkpoint import save_checkpoint
 from nasr.utils.cli import cli_main
+from nasr.utils.profile import count_params
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime checks the export: pip install -e .[test]")
 
@@ -44,6 +45,7 @@ def test_a_trained_darts_kws_network_exports_and_matches_torch(tmp_path, kws_cor
     assert export.main(["--exp-dir", str(exp), "--format", "onnx", "--repeats", "3"]) == 0
     rec = json.loads((exp / "export" / "export.json").read_text())
     assert rec["kind"] == "kws" and rec["parity"]["max_abs_diff"] < 1e-4
+    assert rec["params"] == count_params(load_trained(exp).module.model)  # the auxiliary head is not exported
     assert rec["latency"]["torch_ms"] > 0 and rec["latency"]["onnxruntime_ms"] > 0
     assert rec["parity"]["inputs"][1][0] == 2  # a second batch size went through the same graph
     t, f = yaml.safe_load((exp / "config.yaml").read_text())["input_size"]
