@@ -97,7 +97,11 @@ def run(args, argv) -> int:
             return 1
         import onnxruntime
 
-        check = parity(net, session)
+        try:
+            check = parity(net, session)
+        except RuntimeError as e:
+            log.error("%s (kept at %s for inspection)", e, path)
+            return 1
         timing = latencies(net, session, args.threads, args.repeats)
         record.update(onnxruntime=onnxruntime.__version__, parity=check, latency=timing,
                       device=describe_device(torch.device("cpu")))

@@ -89,17 +89,19 @@ class TrainedNetwork:
     def variant(self, batch: int, extra_frames: int) -> Tuple[torch.Tensor, ...]:
         """Inputs of another batch size (and, where time is dynamic, another length) for the check
         that the exported graph did not freeze the example's shape."""
-        time_axis = next((ax for ax, name in self.dynamic_axes.get("feats", {}).items() if name == "time"), None)
+        axes = self.dynamic_axes.get("feats", {})
+        time_axis = next((ax for ax, name in axes.items() if name == "time"), None)
         feats = self.example[0]
         shape = list(feats.shape)
-        shape[0] = batch
+        if 0 in axes:
+            shape[0] = batch
         if time_axis is not None:
             shape[time_axis] += extra_frames
         g = torch.Generator().manual_seed(1)
         x = torch.randn(shape, generator=g)
         if len(self.example) == 1:
             return (x,)
-        return x, torch.full((batch,), shape[2], dtype=torch.long)
+        return x, torch.full((shape[0],), shape[2], dtype=torch.long)
 
 
 def _missing(path: Path, problem: str, fix: str) -> FormatError:
@@ -171,9 +173,15 @@ def load_trained(exp_dir, checkpoint: str = "best.pt", members: Optional[int] = 
         names = ["feats", "feats_lens"] if takes_lengths else ["feats"]
         axes = {"feats": {0: "batch", 2: "time"}, "log_probs": {0: "batch", 1: "out_time"}}
         if takes_lengths:
-            axes["feats_lens"] = {0: "batch"}
+            # DFSMN-SAN: the TorchScript exporter freezes its frame stacking and attention reshapes
+            # at the traced shape (tried: other lengths fail in onnxruntime), so it is exported for
+            # one batch size and length, --frames (default 1 s).
+            axes = {}
+        info = {"model": model_cfg.get("name"), "units": data["num_units"]}
+        if not axes:
+            info["static_shape"] = f"exported for batch 1 and {frames} frames only"
         return TrainedNetwork("ctc", CtcLogProbs(model, takes_lengths).eval(), example, names, ["log_probs"],
-                              axes, frames, str(ckpt), {"model": model_cfg.get("name"), "units": data["num_units"]})
+                              axes, frames, str(ckpt), info)
     if "input_size" not in cfg or "in_channels" not in cfg["model"]:
         raise FormatError(cfg_path, None, "no input_size / model.in_channels: not written by nasr.bin.train",
                           "retrain with nasr.bin.train, which records the input it trained on")
@@ -247,7 +255,11 @@ def parity(net: TrainedNetwork, session) -> Dict:
     worst, shapes = 0.0, []
     for inputs in (net.example, net.variant(batch=2, extra_frames=37)):
         want = net.module(*inputs).float().numpy()
-        got = session.run(None, _feed(session, inputs))[0]
+        try:
+            got = session.run(None, _feed(session, inputs))[0]
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise RuntimeError(f"onnxruntime failed on input {tuple(inputs[0].shape)} ({str(e)[:300]}): the "
+                               f"exported graph froze a shape") from None
         if got.shape != want.shape:
             raise RuntimeError(f"onnxruntime output {got.shape} != torch output {want.shape} for input "
                                f"{tuple(inputs[0].shape)}: the exported graph froze a shape")

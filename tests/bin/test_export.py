@@ -142,3 +142,20 @@ def test_bad_inputs_give_one_line_naming_the_file_and_the_fix(tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert err.startswith("export: error: ") and expected in err and "\n" not in err
     assert not (exp / "export").exists()
+
+
+def test_dfsmn_san_exports_at_a_fixed_shape_and_says_so(tmp_path):
+    from nasr.models.registry import build_model
+
+    exp = tmp_path / "exp_dfsmn"
+    exp.mkdir()
+    mc = {"name": "dfsmn_san", "num_dfsmn": 2, "num_san": 1, "hidden": 64, "proj": 32, "heads": 4}
+    (exp / "config.yaml").write_text(yaml.safe_dump(
+        {"model": mc, "data": {"in_channels": 3, "feat_dim": 40, "num_units": 11, "lang": "data/lang_char"}}))
+    torch.manual_seed(0)
+    save_checkpoint(exp / "best.pt", {"model": build_model(dict(mc, in_channels=3, num_classes=11, freq_dim=40))
+                                      .state_dict()})
+    assert export.main(["--exp-dir", str(exp), "--repeats", "3"]) == 0
+    rec = json.loads((exp / "export" / "export.json").read_text())
+    assert rec["parity"]["max_abs_diff"] < 1e-4 and "batch 1 and 100 frames only" in rec["static_shape"]
+    assert rec["inputs"] == {"feats": {}, "feats_lens": {}}
