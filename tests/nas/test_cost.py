@@ -130,3 +130,28 @@ def test_profile_ops_writes_a_table_and_adds_a_device_to_it(tmp_path, monkeypatc
     assert cli_main(profile_ops.main, "profile_ops") == 1
     assert "holds the table of another space or network" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_the_architect_descends_a_latency_budget_and_stops_once_the_derived_network_meets_it(table):
+    from nasr.nas.architect import Architect
+    from nasr.nas.cost import CostPenalty
+
+    torch.manual_seed(0)
+    model = supernet()
+    floor = table.fixed_cost("latency", "cpu")
+    start = derived_cost(table, model.genotype("nas1"), "latency")
+    target = floor + 0.3 * (start - floor)
+    penalty = CostPenalty(table, "latency", target, 1.0, "nas1")
+    # no data term: only the budget moves the alphas
+    arch = Architect(model, lambda m, b: 0.0 * sum(a.sum() for a in m.arch_parameters()), lr=0.1, penalty=penalty)
+    steps = 0
+    while penalty.derived(model) > target and steps < 100:
+        arch.step(None, None)
+        steps += 1
+    assert 0 < steps < 100 and penalty.derived(model) <= target < start
+    assert penalty.last["active"] and penalty.last["derived"] > target  # the last step was still over
+    before = [a.detach().clone() for a in model.arch_parameters()]
+    term = penalty(model)
+    assert not term.requires_grad and float(term) == 0.0 and not penalty.last["active"]
+    arch.optimizer.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(model.arch_parameters(), before))
