@@ -34,7 +34,10 @@ setup(
     install_requires=install_requires,
     extras_require={
         # pgserver: a PostgreSQL server from a wheel, for the tests of the tower search's server store
-        "test": ["pytest", "pytest-timeout", "pgserver", "psycopg[binary]"],
+        # onnx + onnxruntime: nasr.bin.export writes ONNX (torch's TorchScript exporter) and checks
+        # it against torch (tested with onnx 1.23.2, onnxruntime 1.32.0); the tests run the check
+        "test": ["pytest", "pytest-timeout", "pgserver", "psycopg[binary]", "onnx>=1.17", "onnxruntime>=1.20"],
+        "deploy": ["onnx>=1.17", "onnxruntime>=1.20"],
         "server": ["psycopg[binary]"],  # the tower search's store on a PostgreSQL server (--store postgresql://)
     },
 )

@@ -37,6 +37,11 @@ random_archs=3              # stage 6: random architectures from the search's sp
                             # at the searched network's budget (seed K for draw K); 0: none
 baselines=                  # stage 6 hand-designed baselines; default "res15 tc_resnet14" ("tc_resnet14"
                             # with --synth true: Res15 cannot get the searched network's epochs there)
+pareto_targets=             # stage 8 (off when empty): parameter targets, e.g. "60000 120000 240000": one
+                            # search per target with the budget cost: {metric: params, target: T} on the
+                            # retrained network, retrained and scored; then every trained network is
+                            # exported to ONNX and timed, and accuracy against parameters and against
+                            # latency goes into one figure in $results (after stage 7, which rewrites it)
 
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
@@ -44,7 +49,8 @@ help_message="Usage: $0 [options]
  e.g.: $0 --synth true --stage 4 --stop-stage 5 --layers 12; $0 --synth true --stage 7   # 12-cell rows
 Stages: 0 corpus (download or synthesize), 1 data prep, 2 features, 3 search, 4 retrain,
         5 evaluate (--search tower: 3-5 search, retrain, evaluate a tower), 6 baselines (Res15,
-        TC-ResNet14-1.5, random architectures; every model at the same epochs), 7 report"
+        TC-ResNet14-1.5, random architectures; every model at the same epochs), 7 report,
+        8 deployment (only with --pareto-targets): budgeted searches, ONNX export, accuracy vs size/latency"
 
 . ./path.sh
 . ./cmd.sh
@@ -173,4 +179,26 @@ if run_stage 7 "report"; then
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"
   done_stage 7
+fi
+
+if [ -n "$pareto_targets" ] && [ "$search" = darts ] && \
+    run_stage 8 "deployment: searches at parameter targets $pareto_targets, ONNX export, accuracy vs size and latency"; then
+  # The budget is on the network that is deployed: the retrained one, as its resolved config records it.
+  cost_table=exp/cost_${train_name}.json
+  python -m nasr.bin.profile_ops --space "$space" --config "${train_exp}_seed1/config.yaml" --out "$cost_table"
+  for t in $pareto_targets; do
+    python -m nasr.bin.search --config conf/search_${space}.yaml $profile_opt \
+      --train-data "$train_set" --valid-data "$valid_set" --exp-dir "${search_exp}_params$t" --device "$device" \
+      --override "cost={table: $cost_table, metric: params, target: $t}"
+    python -m nasr.bin.train --config conf/$train_name.yaml $profile_opt \
+      --train-data "$train_set" "$valid_set" --genotype "${search_exp}_params$t/genotype.json" \
+      --exp-dir "${train_exp}_params$t" --device "$device"
+    python -m nasr.bin.evaluate --exp-dir "${train_exp}_params$t" --data "$test_set" --name test --device "$device"
+  done
+  for d in exp/train_*; do
+    if [ -f "$d/decode_test/results.json" ]; then python -m nasr.bin.export --exp-dir "$d" --format onnx; fi
+  done
+  python -m nasr.bin.report_pareto --exp-root exp --set test --results "$results" \
+    --note "Command: \`cd egs/speech_commands && ./run.sh ... --pareto-targets \"$pareto_targets\"\` (stage 8)"
+  done_stage 8
 fi

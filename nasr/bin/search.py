@@ -8,6 +8,10 @@ supernet accuracy on the alpha half (validation data only; scored with batch sta
 nasr.nas.health) among the epochs that trained alphas becomes `<exp-dir>/genotype.json`, with cell
 diagrams; a search whose alphas end near uniform says so. A killed search resumes from its last epoch.
 
+A deployment budget (`cost: {table, metric, target, weight}`, nasr.nas.cost; off by default) adds
+weight * log(E[cost] / target) to the alpha loss while the network being derived is over the target;
+every epoch records the expected cost and the derived network's cost (history.json, search.json).
+
 e.g.: python -m nasr.bin.search --config conf/search_nas1.yaml --train-data data/train \
         --valid-data data/valid --exp-dir exp/search_nas1
 """
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nasr.nas.architect import Architect
+from nasr.nas.cost import CostPenalty, check_cost_config, derived_cost, resolve_cost_config
 from nasr.nas.draw import alpha_figure, draw_genotype
 from nasr.nas.health import batch_statistics, format_health, near_uniform_warning, search_health
 from nasr.nas.pdarts import plot_health
@@ -57,6 +62,9 @@ DEFAULTS = {
     "max_ops_reduce": None,  # the same for the reduction cell
     "max_train_utts": None,
     "max_valid_utts": None,
+    # A size/latency budget for the derived network (nasr.nas.cost): null (off), or
+    # {table: exp/cost_cpu.json, metric: params|macs|latency, target: X, weight: 1.0, device: null}
+    "cost": None,
     "bf16": False,
     "num_workers": 0,
     "seed": 1,
@@ -84,6 +92,7 @@ CHECKS = {
     "max_ops_reduce": keys_of(OPS, "op", non_negative_int),
     "max_train_utts": optional(positive_int),
     "max_valid_utts": optional(positive_int),
+    "cost": check_cost_config,
     "num_workers": non_negative_int,
     "seed": non_negative_int,
 }
@@ -164,8 +173,15 @@ def health_record(h: dict) -> dict:
 
 def pick_best(history: list) -> dict:
     """The epoch whose genotype is kept: best alpha-half accuracy (validation data only) among the
-    epochs that trained alphas; warm-up epochs' genotypes come from untouched alphas."""
+    epochs that trained alphas; warm-up epochs' genotypes come from untouched alphas. With a cost
+    budget, only epochs whose derived network meets it compete (the cheapest epoch when none does)."""
     searched = [h for h in history if h.get("alphas_trained", True)] or history
+    budgeted = [h for h in searched if "cost" in h]
+    if budgeted:
+        within = [h for h in budgeted if h["cost"]["derived"] <= h["cost"]["target"]]
+        if not within:
+            return min(budgeted, key=lambda h: (h["cost"]["derived"], -h["valid"]["acc"]))
+        searched = within
     return max(searched, key=lambda h: (h["valid"]["acc"], -h["valid"]["loss"]))
 
 
@@ -181,7 +197,13 @@ def run(args, argv) -> int:
     log = setup_logging(exp / "log" / "search.log", with_env=True)
     command = " ".join(["python -m nasr.bin.search"] + (argv if argv is not None else sys.argv[1:]))
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, checks=CHECKS)
+    cfg["cost"] = resolve_cost_config(cfg["cost"])
     log.info("config: %s", cfg)
+    penalty = CostPenalty.from_config(cfg["cost"], cfg["space"], cfg["max_ops"], cfg["max_ops_reduce"])
+    if penalty is not None:
+        penalty.table.check_compatible(cfg["space"], cfg["model"]["steps"], cfg["model"]["multiplier"])
+        log.info("cost budget: %s <= %g (weight %g) of the network in %s: %s", penalty.metric, penalty.target,
+                 penalty.weight, cfg["cost"]["table"], penalty.table.network)
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
     bf16 = bool(cfg["bf16"])
@@ -206,7 +228,7 @@ def run(args, argv) -> int:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, cfg["epochs"], eta_min=o["lr_min"])
     architect = Architect(model, lambda mdl, b: ce_loss(mdl, b, bf16), lr=a["lr"], betas=tuple(a["betas"]),
                           weight_decay=a["weight_decay"], unrolled=a["unrolled"],
-                          w_momentum=o["momentum"], w_weight_decay=o["weight_decay"])
+                          w_momentum=o["momentum"], w_weight_decay=o["weight_decay"], penalty=penalty)
 
     # Every check before the first write: a refused resume leaves the exp dir as it was.
     start_epoch, history, search_seconds, changes = 0, [], 0.0, {}
@@ -272,6 +294,10 @@ def run(args, argv) -> int:
         health = search_health(model, genotype)
         history.append({"epoch": epoch, "lr": lr, "alphas_trained": epoch > a["start_epoch"],
                         "train_running": running, "train": train, "valid": valid, "health": health})
+        if penalty is not None:
+            history[-1]["cost"] = penalty.summary(model)
+            log.info("epoch %d: %s expected %.6g, derived network %.6g, target %g", epoch, penalty.metric,
+                     history[-1]["cost"]["expected"], history[-1]["cost"]["derived"], penalty.target)
         write_json(exp / "history.json", history)
         logged = [health_record(h) for h in history if "health" in h]
         write_json(exp / "health.json", logged)
@@ -294,6 +320,10 @@ def run(args, argv) -> int:
 
     # "the best cell architecture with the highest validation score found by the search phase"
     best = pick_best(history)
+    if penalty is not None and best["cost"]["derived"] > penalty.target:
+        log.warning("no epoch derived a network within the budget (%s <= %g): kept epoch %d, the cheapest (%g); "
+                    "fix: more epochs, a larger cost.weight, or a looser target", penalty.metric, penalty.target,
+                    best["epoch"], best["cost"]["derived"])
     final = history[-1].get("health")  # None in a history written before health was logged
     warning = near_uniform_warning(final) if final else None
     if warning:
@@ -312,6 +342,10 @@ def run(args, argv) -> int:
         "selected_on": "supernet accuracy on the alpha half (validation data, batch statistics)",
         "final_alpha_entropy_ratio": final["mean_entropy_ratio"] if final else None,
         "final_top_op_weight": final["mean_top_weight"] if final else None, "warning": warning,
+        "cost": None if penalty is None else {
+            **cfg["cost"], "device": penalty.device,
+            "derived": derived_cost(penalty.table, Genotype.load(exp / "genotype.json"), penalty.metric,
+                                    penalty.device)},
         "command": command})
     log.info("best epoch %d (valid acc %.4f); genotype -> %s; search took %.1f s on %s", best["epoch"],
              best["valid"]["acc"], exp / "genotype.json", search_seconds, describe_device(device))

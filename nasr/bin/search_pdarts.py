@@ -37,6 +37,7 @@ import nasr.nas.asr_head  # noqa: F401  (registers the "ctc" head of the derived
 from nasr.data.asr_dataset import AsrDataset
 from nasr.models.registry import build_model
 from nasr.nas.draw import draw_genotype
+from nasr.nas.cost import CostPenalty, check_cost_config, derived_cost, resolve_cost_config
 from nasr.nas.genotype import Genotype
 from nasr.nas.ops import OPS
 from nasr.nas.pdarts import DEFAULTS as PDARTS_DEFAULTS
@@ -61,6 +62,9 @@ DEFAULTS = dict(PDARTS_DEFAULTS, **{
     "batch_size": 4,
     "max_frames": 1024,
     "max_train_utts": None,
+    # A size/latency budget for the derived network (nasr.nas.cost): null (off), or
+    # {table: exp/cost_cpu.json, metric: params|macs|latency, target: X, weight: 1.0, device: null}
+    "cost": None,
     "bf16": False,
     "num_workers": 0,
     "seed": 1,
@@ -91,6 +95,7 @@ CHECKS = {
     "batch_size": positive_int,
     "max_frames": positive_int,
     "max_train_utts": optional(positive_int),
+    "cost": check_cost_config,
     "num_workers": non_negative_int,
     "seed": non_negative_int,
     "pick.steps": positive_int,
@@ -201,9 +206,10 @@ def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: 
             n += b.x.size(0)
         return tot / max(n, 1)
 
+    penalty = CostPenalty.from_config(cfg["cost"], cfg["space"], cfg["max_ops_normal"], cfg["max_ops_reduce"])
     return run_pdarts(cfg, build, batches(weights_half, 0), batches(alphas_half, 1),
                       lambda model, b: batch_ctc_loss(model, b, bf16), valid_loss, exp, device,
-                      resume=resume)
+                      resume=resume, penalty=penalty)
 
 
 def score_genotype(cfg, genotype: Genotype, dataset, dev, device) -> Dict:
@@ -278,6 +284,10 @@ def run(args, argv) -> int:
         parse_stages(cfg)  # depths, ops per edge, dropout in [0, 1), as run_pdarts will read them
     except ValueError as e:
         raise SystemExit(f"{args.config}: {e}") from None
+    cfg["cost"] = resolve_cost_config(cfg["cost"])
+    penalty = CostPenalty.from_config(cfg["cost"], cfg["space"])  # the table is read before any write
+    if penalty is not None:
+        penalty.table.check_compatible(cfg["space"], cfg["model"]["steps"], cfg["model"]["multiplier"])
     log.info("config: %s", cfg)
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
@@ -343,6 +353,10 @@ def run(args, argv) -> int:
         "stages": cfg["stages"], "epochs_per_stage": cfg["epochs_per_stage"], "seeds": args.seeds,
         "search_seconds": seconds, "device": describe_device(device), "device_hours": seconds / 3600.0,
         "channels": cfg["model"]["C"],
+        "cost": None if penalty is None else {
+            **cfg["cost"], "device": penalty.device,
+            "derived": derived_cost(penalty.table, Genotype.load(exp / "genotype.json"), penalty.metric,
+                                    penalty.device)},
         "command": command})
     log.info("picked seed %d (%s) -> %s; %d seed(s) took %.1f s of search on %s", best["seed"], picked_by,
              exp / "genotype.json", args.seeds, seconds, describe_device(device))

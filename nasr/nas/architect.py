@@ -11,6 +11,9 @@ momentum and weight decay included), where the term d w'/d alpha needs a Hessian
 approximated by central finite differences as DARTS does:
     grad_alpha L_val(w', alpha) - eta * [grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)] / 2r
 with w+- = w +- r * grad_w' L_val(w', alpha) and r = 0.01 / ||grad_w' L_val||.
+
+`penalty(model) -> scalar tensor` (optional; e.g. nasr.nas.cost.CostPenalty) is a term of the alpha
+loss that depends on the alphas only: its gradient is added to the alphas' in either order.
 """
 from __future__ import annotations
 
@@ -28,13 +31,15 @@ def _flat_norm(tensors: List[torch.Tensor]) -> torch.Tensor:
 class Architect:
     def __init__(self, model, loss_fn: LossFn, lr: float = 3e-4, betas=(0.5, 0.999),
                  weight_decay: float = 1e-3, unrolled: bool = False, w_momentum: float = 0.9,
-                 w_weight_decay: float = 3e-4, fd_radius: float = 0.01):
+                 w_weight_decay: float = 3e-4, fd_radius: float = 0.01,
+                 penalty: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None):
         self.model = model
         self.loss_fn = loss_fn
         self.unrolled = unrolled
         self.w_momentum = w_momentum
         self.w_weight_decay = w_weight_decay
         self.fd_radius = fd_radius
+        self.penalty = penalty
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=betas,
                                           weight_decay=weight_decay)
         self._unrolled_model = None  # built once, refilled every step (building is not free)
@@ -55,6 +60,11 @@ class Architect:
             loss = self.loss_fn(self.model, valid_batch)
             # Only the alphas: autograd then skips every weight gradient of the network.
             grads = torch.autograd.grad(loss, alphas)
+        if self.penalty is not None:
+            term = self.penalty(self.model)
+            if term.requires_grad:  # 0 without a graph while the constraint is met
+                extra = torch.autograd.grad(term, alphas, allow_unused=True)
+                grads = [g if e is None else g + e for g, e in zip(grads, extra)]
         self.optimizer.zero_grad(set_to_none=True)
         for a, g in zip(alphas, grads):
             a.grad = g.detach()

@@ -210,7 +210,7 @@ BuildNetwork = Callable[[int, object, Dict[str, float]], torch.nn.Module]
 def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callable[[int], Iterable],
                valid_batches: Callable[[int], Iterable], loss_fn: Callable,
                valid_loss: Callable[[torch.nn.Module], float], exp_dir, device,
-               resume: bool = True) -> Dict:
+               resume: bool = True, penalty: Callable | None = None) -> Dict:
     """Run every stage; return {"genotype", "valid_loss", "history", "search_seconds"}.
 
     build_network(layers, op_names, op_dropout) makes a SearchNetwork (on `device`);
@@ -218,7 +218,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
     loss_fn(model, batch) is the training loss; valid_loss(model) the held-out loss after an epoch.
     Writes exp_dir/stage-N/{epoch-E.pt, genotype-E.json, result.json}, exp_dir/health.json and
     health.png. With `resume`, finished stages are read back and a stage restarts from its newest
-    epoch checkpoint.
+    epoch checkpoint. `penalty(model)` (e.g. nasr.nas.cost.CostPenalty) is added to every stage's
+    alpha loss; its expected and derived cost go into each epoch's record.
     """
     exp = Path(exp_dir)
     stages = parse_stages(cfg)
@@ -253,7 +254,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, epochs, eta_min=o.get("lr_min", 0.0))
         architect = Architect(model, loss_fn, lr=a["lr"], betas=tuple(a["betas"]),
                               weight_decay=a["weight_decay"], unrolled=a["unrolled"],
-                              w_momentum=o["momentum"], w_weight_decay=o["weight_decay"])
+                              w_momentum=o["momentum"], w_weight_decay=o["weight_decay"], penalty=penalty)
         start, stage_hist, stage_seconds = 0, [], 0.0
         ckpt = latest_checkpoint(sdir) if resume else None
         if ckpt is not None:
@@ -298,6 +299,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
                    "alphas_trained": search_alphas, "train_loss": tot / max(n, 1),
                    "valid_loss": vloss, "entropy": alpha_entropy(model),
                    "op_counts": op_counts(genotype), "seconds": time.time() - t0}
+            if penalty is not None and hasattr(penalty, "summary"):
+                rec["cost"] = penalty.summary(model)
             stage_hist.append(rec)
             genotype.save(sdir / f"genotype-{epoch + 1}.json")
             ent = rec["entropy"]

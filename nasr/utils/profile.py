@@ -8,7 +8,9 @@ which matches how the KWS papers report multiplies.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Sequence
+import statistics
+import time
+from typing import Callable, Dict, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -58,6 +60,28 @@ def profile(model: nn.Module, input_shape: Sequence[int],
             exclude: Iterable[str] = ("auxiliary",)) -> Dict[str, int]:
     """``{"params": count_params(model, exclude), "macs": count_macs(model, input_shape)}``."""
     return {"params": count_params(model, exclude), "macs": count_macs(model, input_shape)}
+
+
+def latency_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3,
+               sync: Callable[[], object] | None = None) -> Dict[str, float]:
+    """Wall time of `fn()` in milliseconds: ``{"median", "min", "repeats"}`` over `repeats` calls
+    after `warmup` untimed ones. The median, not the mean: on a shared machine a few calls are
+    slowed by other jobs. `sync` (e.g. torch.cuda.synchronize) runs before each clock read, so
+    asynchronous devices are timed to the end of their work."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(max(warmup, 0)):
+        fn()
+    if sync is not None:
+        sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append(1000.0 * (time.perf_counter() - t0))
+    return {"median": statistics.median(times), "min": min(times), "repeats": repeats}
 
 
 def format_count(n: int) -> str:
