@@ -69,13 +69,14 @@ def set_epoch(ds, epoch: int) -> None:
 
 
 def make_loader(ds, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, num_workers: int = 0,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
     """A loader made per epoch, so workers see the dataset's current epoch and the shuffle order is
-    reproducible from (seed, epoch) after a resume."""
+    reproducible from (seed, epoch) after a resume. `pin_memory` (a DevicePlan's, on CUDA) gives
+    page-locked batches that copy to the GPU without blocking."""
     set_epoch(ds, epoch)
     g = torch.Generator().manual_seed(seed * 100003 + epoch)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=num_workers,
-                      drop_last=drop_last, persistent_workers=False)
+                      drop_last=drop_last, persistent_workers=False, pin_memory=pin_memory)
 
 
 def dataset_speakers(ds) -> List[str]:
