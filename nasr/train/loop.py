@@ -45,6 +45,10 @@ class WaitClock:
         self.wait_s = self.step_s = 0.0
         self._t = time.perf_counter()
 
+    def resume(self) -> None:
+        """Start the next wait now (time since `done`, e.g. an evaluation, is neither)."""
+        self._t = time.perf_counter()
+
     def ready(self) -> None:
         now = time.perf_counter()
         self.wait_s += now - self._t
