@@ -66,7 +66,11 @@ class WaitClock:
 
 def train_one_epoch(model, loader, optimizer, device, *, epoch: int, aux_weight: float = 0.0,
                     grad_clip: float = 5.0, amp=None, scaler=None, writer=None, global_step: int = 0,
-                    desc: str = "train", scheduler_step: Optional[Callable] = None) -> Dict[str, float]:
+                    desc: str = "train", scheduler_step: Optional[Callable] = None,
+                    featurize: Optional[Callable] = None) -> Dict[str, float]:
+    """One epoch; `featurize` (nasr.data.batch_features) turns a batch of waves into features on
+    the device, inside the step. The returned `data_wait_frac` is the share of the epoch spent
+    waiting for the loader."""
     model.train()
     tot_loss = tot_correct = tot_n = 0
     clock = WaitClock()
@@ -74,6 +78,8 @@ def train_one_epoch(model, loader, optimizer, device, *, epoch: int, aux_weight:
     for x, y in bar:
         clock.ready()
         x, y = copy_to(x, device), copy_to(y, device)
+        if featurize is not None:
+            x = featurize(x)
         with autocast_context(device, amp):
             logits, aux = model(x)
             loss = F.cross_entropy(logits.float(), y)
