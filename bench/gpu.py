@@ -9,7 +9,8 @@ whole run takes well under a minute on 2 cores):
   kws_search_pc4   the same, first order, partial channels K=4 (PC-DARTS mode)
   kws_train        training step of a network derived from the nas1 space (6 cells, C=16, batch 16)
   pdarts_search    P-DARTS ASR search step (alpha + weight step) at each stage (5 cells x 8 ops,
-                   11 x 5, 17 x 3; the heaviest ops survive), asr_revised, C=16, batch 4, 3x452x40 fbank (AISHELL-1's mean
+                   11 x 5, 17 x 3; the heaviest ops survive), asr_revised,
+                   C=16, batch 4, 3x452x40 fbank (AISHELL-1's mean
                    utterance, 4.5 s); the weight-only step of the warm-up epochs is timed too
   ctc_train        CTC training step of ASRNET-B's small evaluation network (17 cells, C=24, batch 4,
                    1434 units) (pdarts-asr-transfer, section 4.4)
@@ -385,8 +386,8 @@ def main(argv=None) -> int:
         print(f"{name:<17}{label:<14}{r['seconds'] * 1e3:>10.1f}{r['peak_mb']:>13.0f}"
               f"{fmt_ratio(r['seconds'], base.get('seconds')):>14}{fmt_ratio(r['peak_mb'], base.get('peak_mb')):>13}"
               f"{r['warmup_s']:>11.1f}")
-    print(f"\n(time and memory ratios: each variant against the fp32 eager step of the same kind in this run; "
-          f"warm-up: the untimed first step(s), compile included)")
+    print("\n(time and memory ratios: each variant against the fp32 eager step of the same kind in this run; "
+          "warm-up: the untimed first step(s), compile included)")
     if device.type == "cuda" and not tiny:
         print()
         print("\n".join(project(results, desc)))

@@ -280,7 +280,8 @@ def run(args, argv) -> int:
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
         health = search_health(model, genotype)
         history.append({"epoch": epoch, "lr": lr, "alphas_trained": epoch > a["start_epoch"],
-                        "data_wait_frac": clock.fraction, "train_running": running, "train": train, "valid": valid, "health": health})
+                        "data_wait_frac": clock.fraction,
+                        "train_running": running, "train": train, "valid": valid, "health": health})
         write_json(exp / "history.json", history)
         logged = [health_record(h) for h in history if "health" in h]
         write_json(exp / "health.json", logged)

@@ -23,7 +23,8 @@ from torch.utils.data import Subset
 from nasr.models.registry import build_model, check_model_config
 from nasr.train.checkpoint import (ensure_best, latest_checkpoint, load_checkpoint, load_model_state,
                                    restore_rng_states, rng_states, save_checkpoint)
-from nasr.train.kws import batch_featurizer, input_shape, kws_parts, load_labels, make_dataset, make_loader, speaker_holdout
+from nasr.train.kws import (batch_featurizer, input_shape, kws_parts, load_labels, make_dataset, make_loader,
+                            speaker_holdout)
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,

@@ -312,7 +312,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             genotype.save(sdir / f"genotype-{epoch + 1}.json")
             ent = rec["entropy"]
             log.info("stage %d epoch %d/%d%s: lr %.5f drop %.3f | train %.4f valid %.4f | entropy "
-                     "normal %.3f reduce %.3f | normal %s | reduce %s | %.1f s (data wait %.0f%%)", s, epoch + 1, epochs,
+                     "normal %.3f reduce %.3f | normal %s | reduce %s | %.1f s (data wait %.0f%%)", s, epoch + 1,
+                     epochs,
                      "" if search_alphas else " (weights only)", lr, p, rec["train_loss"], vloss,
                      sum(ent["normal"]) / len(ent["normal"]), sum(ent["reduce"]) / len(ent["reduce"]),
                      rec["op_counts"]["normal"], rec["op_counts"]["reduce"], rec["seconds"],

@@ -14,7 +14,8 @@ What the plan decides, from the device type alone (never from a card's name):
 
 | setting | CUDA | CPU |
 |---|---|---|
-| autocast (`amp: auto`) | bf16 where `torch.cuda.is_bf16_supported()`, else fp16 with a GradScaler | bf16 only when the config's `bf16` is true (paper runs: fp32) |
+| autocast (`amp: auto`) | bf16 where `torch.cuda.is_bf16_supported()`, | bf16 only when the config's |
+|                        | else fp16 with a GradScaler                   | `bf16` is true (paper: fp32) |
 | pin_memory, non-blocking copies | yes | no (nothing to overlap) |
 | cudnn.benchmark | yes (fixed input shapes per step kind) | n/a |
 | torch.distributed backend | nccl | gloo |
@@ -180,5 +181,5 @@ def backward_step(loss: torch.Tensor, optimizer, scaler=None, params: Optional[I
     return scaler.get_scale() >= scale
 
 
-__all__ = ["AMP_CHOICES", "DevicePlan", "backward_step", "copy_to", "cuda_bf16_supported", "describe_device", "get_device",
-           "plan_device"]
+__all__ = ["AMP_CHOICES", "DevicePlan", "backward_step", "copy_to", "cuda_bf16_supported", "describe_device",
+           "get_device", "plan_device"]
