@@ -4,7 +4,7 @@ every speed setting a training or search loop takes from the device it runs on.
     device = get_device(args.device)
     plan = plan_device(device, amp=cfg["amp"], bf16=cfg["bf16"])
     plan.apply()                                  # cudnn.benchmark on CUDA
-    loader = DataLoader(ds, ..., **plan.loader_kwargs(num_workers))
+    loader = DataLoader(ds, ..., pin_memory=plan.pin_memory)
     x = plan.to(x)                                # non-blocking from pinned memory on CUDA
     with plan.autocast():
         loss = ...
@@ -29,7 +29,7 @@ import contextlib
 import os
 import platform
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional
+from typing import Iterable, Optional
 
 import torch
 
@@ -110,14 +110,6 @@ class DevicePlan:
 
     def to(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.device, non_blocking=self.non_blocking)
-
-    def loader_kwargs(self, num_workers: int = 0) -> Dict:
-        """DataLoader settings: pinned batches on CUDA (so `to` can copy without blocking), and
-        with workers, two batches prefetched per worker."""
-        kw: Dict = {"pin_memory": self.pin_memory}
-        if num_workers > 0:
-            kw["prefetch_factor"] = 2
-        return kw
 
     def make_scaler(self):
         """A GradScaler for fp16, else None."""
