@@ -32,12 +32,14 @@ class Net(torch.nn.Module):
 
 
 def test_a_starved_epoch_reports_its_wait_and_a_fed_one_does_not():
-    net = Net(step_s=0.01)
+    net = Net(step_s=0.02)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    starved = train_one_epoch(net, SlowLoader(5, 0.05), opt, torch.device("cpu"), epoch=1)
-    fed = train_one_epoch(net, SlowLoader(5, 0.0), opt, torch.device("cpu"), epoch=2)
+    train_one_epoch(net, SlowLoader(1, 0.0), opt, torch.device("cpu"), epoch=0)  # autograd's first-use cost
+    starved = train_one_epoch(net, SlowLoader(3, 0.5), opt, torch.device("cpu"), epoch=1)
+    fed = train_one_epoch(net, SlowLoader(3, 0.0), opt, torch.device("cpu"), epoch=2)
+    # loose bounds: on a loaded machine a 20 ms step has taken 180 ms
     assert starved["data_wait_frac"] > 0.6
-    assert fed["data_wait_frac"] < 0.2
+    assert fed["data_wait_frac"] < 0.25
 
 
 def test_featurize_runs_inside_the_step_on_the_batch():
