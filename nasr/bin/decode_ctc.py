@@ -41,7 +41,7 @@ from nasr.train.checkpoint import (CheckpointError, average_checkpoints, list_ep
                                    load_checkpoint, load_model_state, save_checkpoint)
 from nasr.train.ctc import batch_to, ctc_loss, make_loader, model_output_lengths, network_log_probs
 from nasr.utils.config import load_yaml
-from nasr.utils.device import get_device
+from nasr.utils.device import get_device, plan_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import read_json, read_table, write_json
 from nasr.utils.log import progress, setup_logging
@@ -106,7 +106,7 @@ def averaged_checkpoint(exp: Path, n: int) -> Path:
 
 
 @torch.no_grad()
-def forward_set(model, loader, device, bf16: bool, lm_decoders: Dict[str, Callable[[np.ndarray], List[str]]]
+def forward_set(model, loader, device, amp, lm_decoders: Dict[str, Callable[[np.ndarray], List[str]]]
                 ) -> Tuple[float, Dict[str, List[int]], Dict[str, List[int]], Dict[str, Dict[str, List[str]]],
                            float, Dict[str, float]]:
     """One pass over the set: CTC loss, greedy unit ids, reference ids, and each LM decoder's words
@@ -122,7 +122,7 @@ def forward_set(model, loader, device, bf16: bool, lm_decoders: Dict[str, Callab
     t0 = time.perf_counter()
     for batch, utts in progress(loader, desc="decode", unit="batch"):
         batch = batch_to(batch, device)
-        log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
+        log_probs = network_log_probs(model, batch.x, amp, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
         total += float(ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)) * len(utts)
         n += len(utts)
@@ -203,6 +203,7 @@ def main(argv=None) -> int:
                       "from the model's lang dir %s)", args.graph, wfst.num_units, exp, d["num_units"], d["lang"])
             return 1
     device = get_device(args.device)
+    plan = plan_device(device, cfg.get("amp", "auto"), cfg.get("bf16", False))  # as the model trained
     ds = AsrDataset(args.data, d["lang"], max_frames=None, return_utt=True)
     model = build_ctc_model(cfg, d["in_channels"], d["feat_dim"], d["num_units"]).to(device)
     load_model_state(model, load_checkpoint(ckpt), ckpt)
@@ -220,7 +221,8 @@ def main(argv=None) -> int:
                                                   blank_skip_threshold=args.blank_skip).decode
         lm_settings["beam"] = {"arpa": str(args.arpa), "beam_size": args.beam_size, "lm_weight": args.lm_weight}
     loss, hyps, refs, lm_words, fwd_s, lm_secs = forward_set(
-        model, make_loader(ds, None, args.batch_size, False), device, bool(cfg.get("bf16", False)), lm_decoders)
+        model, make_loader(ds, None, args.batch_size, False, pin_memory=plan.pin_memory), device, plan.amp_dtype,
+        lm_decoders)
     units = ds.tokenizer.units
     hyp_units = {u: " ".join(units.decode(h)) for u, h in hyps.items()}
     ref_units = {u: " ".join(units.decode(r)) for u, r in refs.items()}

@@ -19,7 +19,7 @@ from nasr.train.loop import predict
 from nasr.train.metrics import accuracy, confusion_matrix, format_confusion
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.config import load_yaml
-from nasr.utils.device import get_device
+from nasr.utils.device import get_device, plan_device
 from nasr.utils.io import atomic_write, read_json, write_json, write_table
 from nasr.utils.log import setup_logging
 from nasr.utils.profile import profile
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
 
     labels = [l.strip() for l in open(Path(args.data) / "labels.txt", encoding="utf-8") if l.strip()]
     ds, _ = make_dataset([args.data], labels, None, cfg.get("seed", 1))
-    logits, refs = predict(model, make_loader(ds, args.batch_size, False, 0), device, cfg.get("bf16", False))
+    plan = plan_device(device, cfg.get("amp", "auto"), cfg.get("bf16", False))  # as the model trained
+    logits, refs = predict(model, make_loader(ds, args.batch_size, False, 0, pin_memory=plan.pin_memory), device,
+                           plan.amp_dtype)
     hyps = logits.argmax(-1)
     cm = confusion_matrix(refs.tolist(), hyps.tolist(), len(labels))
     acc = accuracy(cm)

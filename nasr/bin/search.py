@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nasr.nas.architect import Architect
+from nasr.nas.architect import Architect, alpha_step_amp
 from nasr.nas.cost import CostPenalty, check_cost_config, derived_cost, resolve_cost_config
 from nasr.nas.draw import alpha_figure, draw_genotype
 from nasr.nas.health import batch_statistics, format_health, near_uniform_warning, search_health
@@ -37,11 +37,11 @@ from nasr.nas.spaces import OP_SPACES, get_space
 from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
                                    rng_states, save_checkpoint)
 from nasr.train.kws import full_batches, input_shape, load_labels, make_dataset, make_loader
-from nasr.train.loop import autocast_context
+from nasr.train.loop import WaitClock, autocast_context
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (keys_of, load_config, non_negative_int, non_negative_number, one_of, optional,
                                positive_int, positive_number, probability, save_config)
-from nasr.utils.device import describe_device, get_device
+from nasr.utils.device import AMP_CHOICES, backward_step, copy_to, describe_device, get_device, plan_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import atomic_write, write_json
 from nasr.utils.lock import dir_lock
@@ -66,6 +66,9 @@ DEFAULTS = {
     # {table: exp/cost_cpu.json, metric: params|macs|latency, target: X, weight: 1.0, device: null}
     "cost": None,
     "bf16": False,
+    # Autocast (nasr.utils.device): auto = bf16 (or fp16 with a GradScaler) on CUDA, and on CPU
+    # bf16 only with `bf16: true`; or bf16 | fp16 | off. The alpha step autocasts in bf16 only.
+    "amp": "auto",
     "num_workers": 0,
     "seed": 1,
 }
@@ -93,6 +96,7 @@ CHECKS = {
     "max_train_utts": optional(positive_int),
     "max_valid_utts": optional(positive_int),
     "cost": check_cost_config,
+    "amp": one_of(AMP_CHOICES, "amp setting"),
     "num_workers": non_negative_int,
     "seed": non_negative_int,
 }
@@ -116,9 +120,9 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def ce_loss(model, batch, bf16: bool = False):
+def ce_loss(model, batch, amp=None):
     x, y = batch
-    with autocast_context(x.device, bf16):
+    with autocast_context(x.device, amp):
         logits = model(x)
     return F.cross_entropy(logits.float(), y)
 
@@ -142,13 +146,13 @@ def log_alphas(writer, model, epoch: int) -> None:
 
 
 @torch.no_grad()
-def evaluate_supernet(model, loader, device, bf16):
+def evaluate_supernet(model, loader, device, amp):
     """Loss and accuracy with batch statistics (eval mode's running statistics lag the search)."""
     loss = correct = n = 0
     with batch_statistics(model):
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            with autocast_context(device, bf16):
+            x, y = copy_to(x, device), copy_to(y, device)
+            with autocast_context(device, amp):
                 logits = model(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(-1) == y).sum().item()
@@ -206,7 +210,11 @@ def run(args, argv) -> int:
                  penalty.weight, cfg["cost"]["table"], penalty.table.network)
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
-    bf16 = bool(cfg["bf16"])
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    plan.apply()
+    amp, scaler = plan.amp_dtype, plan.make_scaler()
+    arch_amp = alpha_step_amp(amp)
+    log.info("device plan: %s; alpha step autocast %s", plan.describe(), arch_amp or "off")
 
     labels = load_labels(list(args.train_data) + list(args.valid_data))
     train_ds, valid_ds, train_clean_ds = make_search_datasets(args.train_data, args.valid_data, labels, cfg)
@@ -226,7 +234,7 @@ def run(args, argv) -> int:
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=o["lr"], momentum=o["momentum"],
                             weight_decay=o["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, cfg["epochs"], eta_min=o["lr_min"])
-    architect = Architect(model, lambda mdl, b: ce_loss(mdl, b, bf16), lr=a["lr"], betas=tuple(a["betas"]),
+    architect = Architect(model, lambda mdl, b: ce_loss(mdl, b, arch_amp), lr=a["lr"], betas=tuple(a["betas"]),
                           weight_decay=a["weight_decay"], unrolled=a["unrolled"],
                           w_momentum=o["momentum"], w_weight_decay=o["weight_decay"], penalty=penalty)
 
@@ -234,13 +242,15 @@ def run(args, argv) -> int:
     start_epoch, history, search_seconds, changes = 0, [], 0.0, {}
     ckpt = None if args.no_resume else latest_checkpoint(exp)
     if ckpt is not None:
-        changes = config_changes(exp, cfg, MAY_CHANGE)
+        changes = config_changes(exp, cfg, MAY_CHANGE, defaults=DEFAULTS)
         check_resume_config(exp, changes, args.allow_config_change)
         state = load_checkpoint(ckpt)
         load_model_state(model, state, ckpt)
         w_opt.load_state_dict(state["w_optimizer"])
         sched.load_state_dict(state["scheduler"])
         architect.optimizer.load_state_dict(state["arch_optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history, search_seconds = state["epoch"], state["history"], state["search_seconds"]
         if "rng" in state:
             restore_rng_states(state["rng"])
@@ -259,32 +269,33 @@ def run(args, argv) -> int:
         lr = sched.get_last_lr()[0]
         model.train()
         train_loader = make_loader(train_ds, cfg["batch_size"], True, cfg["seed"], epoch,
-                                   cfg["num_workers"], drop_last=True)
+                                   cfg["num_workers"], drop_last=True, pin_memory=plan.pin_memory)
         valid_loader = make_loader(valid_ds, cfg["batch_size"], True, cfg["seed"] + 1, epoch,
-                                   cfg["num_workers"], drop_last=True)
+                                   cfg["num_workers"], drop_last=True, pin_memory=plan.pin_memory)
         tot = {"loss": 0.0, "correct": 0, "n": 0}
         bar = progress(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
                        desc=f"search epoch {epoch}", unit="step")
+        clock = WaitClock()
         for (xt, yt), (xv, yv) in bar:
-            xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
+            clock.ready()
+            xt, yt, xv, yv = (copy_to(t, device) for t in (xt, yt, xv, yv))
             if epoch > a["start_epoch"]:
                 architect.step((xt, yt), (xv, yv), lr, w_opt)
-            with autocast_context(device, bf16):
+            with autocast_context(device, amp):
                 logits = model(xt).float()
             loss = F.cross_entropy(logits, yt)
             w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), o["grad_clip"])
-            w_opt.step()
+            backward_step(loss, w_opt, scaler, model.weight_parameters(), o["grad_clip"])
             step += 1
             tot["loss"] += loss.item() * yt.numel()
             tot["correct"] += (logits.argmax(-1) == yt).sum().item()
             tot["n"] += yt.numel()
             bar.set_postfix(loss=f"{tot['loss'] / tot['n']:.3f}")
+            clock.done()
         sched.step()
         running = {"loss": tot["loss"] / max(tot["n"], 1), "acc": tot["correct"] / max(tot["n"], 1)}
-        train = evaluate_supernet(model, make_loader(train_clean_ds, 64, False, 0, epoch), device, bf16)
-        valid = evaluate_supernet(model, make_loader(valid_ds, 64, False, 0, epoch), device, bf16)
+        train = evaluate_supernet(model, make_loader(train_clean_ds, 64, False, 0, epoch), device, amp)
+        valid = evaluate_supernet(model, make_loader(valid_ds, 64, False, 0, epoch), device, amp)
         search_seconds += time.time() - t0
 
         genotype = model.genotype(cfg["space"], max_ops=cfg["max_ops"],
@@ -293,6 +304,7 @@ def run(args, argv) -> int:
         write_json(exp / "alphas" / f"epoch-{epoch}.json", alpha_table(model))
         health = search_health(model, genotype)
         history.append({"epoch": epoch, "lr": lr, "alphas_trained": epoch > a["start_epoch"],
+                        "data_wait_frac": clock.fraction,
                         "train_running": running, "train": train, "valid": valid, "health": health})
         if penalty is not None:
             history[-1]["cost"] = penalty.summary(model)
@@ -309,13 +321,16 @@ def run(args, argv) -> int:
         writer.add_scalar("health/alpha_entropy_ratio", health["mean_entropy_ratio"], epoch)
         log_alphas(writer, model, epoch)
         log.info("epoch %d%s: lr %.5f supernet (batch statistics) acc weight half %.4f alpha half %.4f "
-                 "(loss %.4f) | %s | %.1f s | %s", epoch, "" if epoch > a["start_epoch"] else " (weights only)",
+                 "(loss %.4f) | %s | %.1f s (data wait %.0f%%) | %s", epoch,
+                 "" if epoch > a["start_epoch"] else " (weights only)",
                  lr, train["acc"], valid["acc"], valid["loss"], format_health(health), time.time() - t0,
+                 100 * clock.fraction,
                  genotype.to_json().replace("\n", " "))
         save_checkpoint(exp / f"epoch-{epoch}.pt", {
             "model": model.state_dict(), "w_optimizer": w_opt.state_dict(), "scheduler": sched.state_dict(),
             "arch_optimizer": architect.optimizer.state_dict(), "epoch": epoch, "history": history,
-            "search_seconds": search_seconds, "config": cfg, "rng": rng_states()})
+            "search_seconds": search_seconds, "config": cfg, "rng": rng_states(),
+            "scaler": scaler.state_dict() if scaler is not None else None})
     writer.close()
 
     # "the best cell architecture with the highest validation score found by the search phase"

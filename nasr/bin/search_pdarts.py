@@ -44,11 +44,12 @@ from nasr.nas.pdarts import DEFAULTS as PDARTS_DEFAULTS
 from nasr.nas.pdarts import parse_stages, run_pdarts
 from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import OP_SPACES
+from nasr.nas.architect import alpha_step_amp
 from nasr.train.ctc import batch_ctc_loss, batch_to, input_dims, make_loader, validate_ctc
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (keys_of, list_of, load_config, non_negative_int, non_negative_number, one_of,
                                optional, positive_int, positive_number, probability, save_config)
-from nasr.utils.device import describe_device, get_device
+from nasr.utils.device import AMP_CHOICES, backward_step, describe_device, get_device, plan_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import FormatError, atomic_write, iter_table, read_json, write_json
 from nasr.utils.lock import dir_lock
@@ -66,6 +67,9 @@ DEFAULTS = dict(PDARTS_DEFAULTS, **{
     # {table: exp/cost_cpu.json, metric: params|macs|latency, target: X, weight: 1.0, device: null}
     "cost": None,
     "bf16": False,
+    # Autocast (nasr.utils.device): auto = bf16 (or fp16 with a GradScaler) on CUDA, and on CPU
+    # bf16 only with `bf16: true`; or bf16 | fp16 | off. The alpha step autocasts in bf16 only.
+    "amp": "auto",
     "num_workers": 0,
     "seed": 1,
     # Picking among seeds (--seeds N > 1): each seed's derived network, stacked from its genotype
@@ -96,6 +100,7 @@ CHECKS = {
     "max_frames": positive_int,
     "max_train_utts": optional(positive_int),
     "cost": check_cost_config,
+    "amp": one_of(AMP_CHOICES, "amp setting"),
     "num_workers": non_negative_int,
     "seed": non_negative_int,
     "pick.steps": positive_int,
@@ -174,7 +179,9 @@ def split_halves(originals: Sequence[str], seed: int) -> Tuple[List[int], List[i
 def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: bool):
     torch.manual_seed(seed)
     weights_half, alphas_half = halves
-    bs, bf16, nw = int(cfg["batch_size"]), bool(cfg["bf16"]), int(cfg["num_workers"])
+    bs, nw = int(cfg["batch_size"]), int(cfg["num_workers"])
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    amp, arch_amp = plan.amp_dtype, alpha_step_amp(plan.amp_dtype)
     log.info("seed %d: %d utterances train the weights, %d the alphas", seed, len(weights_half),
              len(alphas_half))
     m = cfg["model"]
@@ -190,11 +197,11 @@ def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: 
 
     def batches(indices, salt):
         def epoch_batches(epoch):
-            for b in make_loader(dataset, indices, bs, True, seed + salt, epoch, nw):
+            for b in make_loader(dataset, indices, bs, True, seed + salt, epoch, nw, pin_memory=plan.pin_memory):
                 yield batch_to(b, device)
         return epoch_batches
 
-    valid_eval = make_loader(dataset, alphas_half, max(bs, 8), False, 0, 0, nw)
+    valid_eval = make_loader(dataset, alphas_half, max(bs, 8), False, 0, 0, nw, pin_memory=plan.pin_memory)
 
     @torch.no_grad()
     def valid_loss(model):
@@ -202,14 +209,15 @@ def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: 
         tot = n = 0
         for b in valid_eval:
             b = batch_to(b, device)
-            tot += float(batch_ctc_loss(model, b, bf16)) * b.x.size(0)
+            tot += float(batch_ctc_loss(model, b, amp)) * b.x.size(0)
             n += b.x.size(0)
         return tot / max(n, 1)
 
     penalty = CostPenalty.from_config(cfg["cost"], cfg["space"], cfg["max_ops_normal"], cfg["max_ops_reduce"])
     return run_pdarts(cfg, build, batches(weights_half, 0), batches(alphas_half, 1),
-                      lambda model, b: batch_ctc_loss(model, b, bf16), valid_loss, exp, device,
-                      resume=resume, penalty=penalty)
+                      lambda model, b: batch_ctc_loss(model, b, amp), valid_loss, exp, device,
+                      resume=resume, penalty=penalty, scaler=plan.make_scaler(),
+                      arch_loss_fn=lambda model, b: batch_ctc_loss(model, b, arch_amp))
 
 
 def score_genotype(cfg, genotype: Genotype, dataset, dev, device) -> Dict:
@@ -217,7 +225,9 @@ def score_genotype(cfg, genotype: Genotype, dataset, dev, device) -> Dict:
     on `dev`: {"dev_ter", "dev_loss", "dev_utts", "train_loss", "steps", "seconds"}. The initial
     weights and the batch order depend on the config's seed only, so every seed's genotype gets
     the same start and data."""
-    pk, bf16, nw = cfg["pick"], bool(cfg["bf16"]), int(cfg["num_workers"])
+    pk, nw = cfg["pick"], int(cfg["num_workers"])
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    amp, scaler = plan.amp_dtype, plan.make_scaler()
     o, steps = pk["optim"], int(pk["steps"])
     if steps < 1:
         raise ValueError(f"pick.steps must be >= 1, got {steps}")
@@ -231,19 +241,18 @@ def score_genotype(cfg, genotype: Genotype, dataset, dev, device) -> Dict:
 
     def batches():  # epoch after epoch until the step budget is spent
         for epoch in itertools.count():
-            yield from make_loader(dataset, None, int(pk["batch_size"]), True, int(cfg["seed"]), epoch, nw)
+            yield from make_loader(dataset, None, int(pk["batch_size"]), True, int(cfg["seed"]), epoch, nw,
+                                   pin_memory=plan.pin_memory)
 
     t0, tot = time.time(), 0.0
     model.train()
     for b in itertools.islice(batches(), steps):
-        loss = batch_ctc_loss(model, batch_to(b, device), bf16)
+        loss = batch_ctc_loss(model, batch_to(b, device), amp)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
-        opt.step()
+        backward_step(loss, opt, scaler, model.parameters(), o["grad_clip"])
         sched.step()
         tot += float(loss.detach())
-    ev = validate_ctc(model, dev, device, bf16, nw)
+    ev = validate_ctc(model, dev, device, amp, nw)
     return {"dev_ter": ev["ter"], "dev_loss": ev["loss"], "dev_utts": ev["utts"], "train_loss": tot / steps,
             "steps": steps, "seconds": time.time() - t0}
 
@@ -296,13 +305,16 @@ def run(args, argv) -> int:
                          "give it with --valid-data (e.g. data/dev)")
     # A resume continues the stages on disk: they must belong to this config.
     resuming = not args.no_resume and any(exp.glob("seed-*/stage-*/*"))
-    changes = config_changes(exp, cfg, MAY_CHANGE) if resuming else {}
+    changes = config_changes(exp, cfg, MAY_CHANGE, defaults=DEFAULTS) if resuming else {}
     check_resume_config(exp, changes, args.allow_config_change)
     save_config(cfg, exp / "config.yaml")
     if changes:
         record_config_change(exp, changes, command)
         log.warning("config changed on resume (--allow-config-change): %s", sorted(changes))
     device = get_device(args.device)
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    plan.apply()
+    log.info("device plan: %s; alpha step autocast %s", plan.describe(), alpha_step_amp(plan.amp_dtype) or "off")
     dataset = AsrDataset(args.train_data, args.lang, max_frames=cfg["max_frames"], return_utt=False)
     if cfg["max_train_utts"]:
         keep = int(cfg["max_train_utts"])

@@ -114,7 +114,9 @@ def train(args, argv) -> int:
     info = train_member(exp, args.member, blocks, hparams, train_ds, valid_ds, names,
                         steps=int(ens["train_steps"]), eval_every=int(ens["eval_every"]), seed=int(cfg["seed"]),
                         source={**source, "command": _command(argv)})
-    log.info("member %d: valid acc %.4f loss %.4f", args.member, info["valid"]["acc"], info["valid"]["loss"])
+    wait = info["valid"].get("data_wait_frac")  # absent from a member trained before it was recorded
+    log.info("member %d: valid acc %.4f loss %.4f%s", args.member, info["valid"]["acc"], info["valid"]["loss"],
+             f" (data wait {100 * wait:.0f}%)" if wait is not None else "")
     return 0
 
 

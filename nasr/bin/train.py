@@ -23,12 +23,13 @@ from torch.utils.data import Subset
 from nasr.models.registry import build_model, check_model_config
 from nasr.train.checkpoint import (ensure_best, latest_checkpoint, load_checkpoint, load_model_state,
                                    restore_rng_states, rng_states, save_checkpoint)
-from nasr.train.kws import full_batches, input_shape, load_labels, make_dataset, make_loader, speaker_holdout
+from nasr.train.kws import (batch_featurizer, full_batches, input_shape, kws_parts, load_labels, make_dataset,
+                            make_loader, speaker_holdout)
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,
                                positive_number, probability, save_config)
-from nasr.utils.device import describe_device, get_device
+from nasr.utils.device import AMP_CHOICES, describe_device, get_device, plan_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import atomic_write, read_json, write_json
 from nasr.utils.lock import dir_lock
@@ -44,6 +45,14 @@ DEFAULTS = {
     "aux_weight": 0.4,
     "augment": {"p_noise": 0.8, "noise_volume": 0.1, "shift_ms": 100.0},
     "bf16": False,
+    # Autocast (nasr.utils.device): auto = bf16 (or fp16 with a GradScaler) on CUDA, and on CPU
+    # bf16 only with `bf16: true`; or bf16 | fp16 | off.
+    "amp": "auto",
+    # Augmented training items are waves featurised a batch at a time inside the step
+    # (nasr.data.batch_features: the same Kaldi features, on the training device) instead of one
+    # by one in the loader, whose featurising made TC-ResNet14 wait on data ~80% of its time.
+    # Falls back (logged) for feature settings it cannot reproduce; false: always per item.
+    "batch_features": True,
     "num_workers": 0,
     "keep_last": 3,
     "seed": 1,
@@ -71,6 +80,8 @@ CHECKS = {
     "augment.p_noise": probability,
     "augment.noise_volume": non_negative_number,
     "augment.shift_ms": non_negative_number,
+    "amp": one_of(AMP_CHOICES, "amp setting"),
+    "batch_features": one_of((True, False), "batch_features setting"),
     "num_workers": non_negative_int,
     "keep_last": non_negative_int,
     "seed": non_negative_int,
@@ -133,7 +144,11 @@ def run(args, argv) -> int:
     cfg = load_config(args.config, args.override, DEFAULTS, profile=args.profile, free=FREE,
                       checks=CHECKS)
     labels = load_labels(list(args.train_data) + list(args.valid_data))
-    train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])
+    train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"], waves=cfg["batch_features"])
+    featurize, why = batch_featurizer(train_ds)
+    if featurize is None and any(p.waves for p in kws_parts(train_ds)):
+        log.info("training features computed per item in the loader (%s)", why)
+        train_ds, _ = make_dataset(args.train_data, labels, cfg["augment"], cfg["seed"])
     valid_ds, valid_desc = None, None
     if args.valid_data:
         valid_ds = make_dataset(args.valid_data, labels, None, cfg["seed"])[0]
@@ -146,6 +161,10 @@ def run(args, argv) -> int:
         log.info("validation: %d utts of %s (%d utts left to train on)", len(held), valid_desc, len(kept))
     steps_per_epoch = full_batches(len(train_ds), cfg["batch_size"], " ".join(args.train_data))
     shape = input_shape(train_ds)
+    if featurize is not None:
+        shape = tuple(featurize(train_ds[0][0][None]).shape[1:])
+        log.info("training features: computed a batch at a time in the step on the training device (%s)",
+                 featurize.cfg.type)
     mcfg = dict(cfg["model"])
     mcfg.setdefault("num_classes", len(labels))
     mcfg.setdefault("in_channels", shape[0])
@@ -170,7 +189,13 @@ def run(args, argv) -> int:
 
     torch.manual_seed(cfg["seed"])
     device = get_device(args.device)
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    plan.apply()
+    scaler = plan.make_scaler()
+    log.info("device plan: %s", plan.describe())
     model = build_model(build_cfg).to(device)
+    if featurize is not None:
+        featurize = featurize.to(device)
     prof = profile(model, shape)  # one example, no batch dim
     log.info("model %s: %d params, %d MACs; train %d utts, %d classes", mcfg["name"], prof["params"],
              prof["macs"], len(train_ds), len(labels))
@@ -188,12 +213,14 @@ def run(args, argv) -> int:
     if ckpt is not None:
         # model.genotype is always the exp dir's copy (its spelling follows --exp-dir): the copy's
         # content is what is compared.
-        changes = config_changes(exp, cfg, MAY_CHANGE + ("model.genotype",), genotype_changed)
+        changes = config_changes(exp, cfg, MAY_CHANGE + ("model.genotype",), genotype_changed, DEFAULTS)
         check_resume_config(exp, changes, args.allow_config_change)
         st = load_checkpoint(ckpt)
         load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
+        if scaler is not None and st.get("scaler"):
+            scaler.load_state_dict(st["scaler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
         if "rng" in st:
             restore_rng_states(st["rng"])
@@ -222,15 +249,17 @@ def run(args, argv) -> int:
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = mcfg.get("drop_path_prob", 0.0) * (epoch - 1) / cfg["epochs"]
         loader = make_loader(train_ds, cfg["batch_size"], True, cfg["seed"], epoch, cfg["num_workers"],
-                             drop_last=True)
+                             drop_last=True, pin_memory=plan.pin_memory)
         lr = sched.get_last_lr()[0]
         tr = train_one_epoch(model, loader, opt, device, epoch=epoch, aux_weight=cfg["aux_weight"],
-                             grad_clip=o["grad_clip"], bf16=cfg["bf16"], writer=writer,
+                             grad_clip=o["grad_clip"], amp=plan.amp_dtype, scaler=scaler, writer=writer,
+                             featurize=featurize,
                              global_step=(epoch - 1) * steps_per_epoch, scheduler_step=sched.step)
         rec = {"epoch": epoch, "lr": lr, "train": {"loss": tr["loss"], "acc": tr["acc"]},
                "data_wait_frac": tr["data_wait_frac"]}
         if valid_ds is not None:
-            rec["valid"] = evaluate(model, make_loader(valid_ds, 128, False, 0), device, cfg["bf16"])
+            rec["valid"] = evaluate(model, make_loader(valid_ds, 128, False, 0, pin_memory=plan.pin_memory),
+                                    device, plan.amp_dtype)
             writer.add_scalar("valid/acc", rec["valid"]["acc"], epoch)
             writer.add_scalar("valid/loss", rec["valid"]["loss"], epoch)
         train_seconds += time.time() - t0
@@ -244,7 +273,7 @@ def run(args, argv) -> int:
                  time.time() - t0, 100 * tr["data_wait_frac"])
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg,
-                 "rng": rng_states()}
+                 "rng": rng_states(), "scaler": scaler.state_dict() if scaler is not None else None}
         save_checkpoint(exp / f"epoch-{epoch}.pt", state)
         if best_epoch(history) == epoch:
             save_checkpoint(exp / "best.pt", state)

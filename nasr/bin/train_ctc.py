@@ -50,7 +50,7 @@ from nasr.train import distributed as dist_util
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, optional, positive_int,
                                positive_number, probability, save_config)
-from nasr.utils.device import describe_device, get_device
+from nasr.utils.device import AMP_CHOICES, describe_device, get_device, plan_device
 from nasr.utils.cli import cli_main, require_inputs
 from nasr.utils.io import write_json
 from nasr.utils.lock import dir_lock
@@ -67,6 +67,9 @@ DEFAULTS = {
     "max_frames": 1024,
     "optim": {"lr": 0.01, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3.0e-4, "grad_clip": 5.0},
     "bf16": False,
+    # Autocast (nasr.utils.device): auto = bf16 (or fp16 with a GradScaler) on CUDA, and on CPU
+    # bf16 only with `bf16: true`; or bf16 | fp16 | off.
+    "amp": "auto",
     "num_workers": 0,
     "seed": 1,
     # Block-wise model-update filtering, used with --distributed bmuf. block_momentum null means
@@ -92,6 +95,7 @@ CHECKS = {
     "optim.momentum": probability,
     "optim.weight_decay": non_negative_number,
     "optim.grad_clip": non_negative_number,
+    "amp": one_of(AMP_CHOICES, "amp setting"),
     "num_workers": non_negative_int,
     "seed": non_negative_int,
     "bmuf.block_size": positive_int,
@@ -157,7 +161,7 @@ def check_genotype_space(cfg, genotype_path) -> None:
             f"exp/pdarts_{want}/genotype.json, or train with the config of the '{got}' network)")
 
 
-def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext):
+def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext, pin_memory: bool = False):
     """This worker's length-bucketed batches of one epoch: every worker gets as many batches as the
     others (a worker with one more would wait in its next collective until the timeout)."""
     from torch.utils.data import DataLoader
@@ -170,7 +174,7 @@ def make_train_loader(dataset, cfg, epoch: int, ctx: dist_util.DistContext):
         raise ValueError(f"{dataset.data_dir}: {len(dataset)} utterances give worker {ctx.rank} no batch of "
                          f"{cfg['batch_size']} (fix: fewer workers or a smaller batch_size)")
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=AsrCollate(4),
-                      num_workers=cfg["num_workers"], persistent_workers=False)
+                      num_workers=cfg["num_workers"], persistent_workers=False, pin_memory=pin_memory)
 
 
 def main(argv=None) -> int:
@@ -217,7 +221,10 @@ def train(args, argv) -> int:
     main_rank = ctx.is_main
     torch.manual_seed(cfg["seed"])
     device = ctx.device if ctx.is_distributed else get_device(args.device)
-    bf16 = bool(cfg["bf16"])
+    plan = plan_device(device, cfg["amp"], cfg["bf16"])
+    plan.apply()
+    amp, scaler = plan.amp_dtype, plan.make_scaler()  # each BMUF worker keeps its own loss scale
+    log.info("device plan: %s", plan.describe())
     train_ds = AsrDataset(args.train_data, args.lang, max_frames=cfg["max_frames"])
     valid_ds = (AsrDataset(args.valid_data, args.lang, max_frames=None, return_utt=True)
                 if args.valid_data else None)
@@ -240,12 +247,14 @@ def train(args, argv) -> int:
     ckpt = latest_checkpoint(exp) if args.resume else None
     st = None
     if ckpt is not None:
-        changes = config_changes(exp, cfg, MAY_CHANGE)
+        changes = config_changes(exp, cfg, MAY_CHANGE, defaults=DEFAULTS)
         check_resume_config(exp, changes, args.allow_config_change)
         st = load_checkpoint(ckpt)
         load_model_state(model, st, ckpt)
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
+        if scaler is not None and st.get("scaler"):
+            scaler.load_state_dict(st["scaler"])
         start, history, train_seconds = st["epoch"], st["history"], st["train_seconds"]
         if "rng" in st:
             restore_rng_states(st["rng"])
@@ -270,9 +279,9 @@ def train(args, argv) -> int:
         bmuf.load_state_dict(st["bmuf"])  # W and the block momentum Delta, not just W
     for epoch in range(start + 1, cfg["epochs"] + 1):
         lr = sched.get_last_lr()[0]
-        loader = make_train_loader(train_ds, cfg, epoch, ctx)
+        loader = make_train_loader(train_ds, cfg, epoch, ctx, pin_memory=plan.pin_memory)
         with dist_util.guard_collective(f"epoch {epoch} ({ctx.mode} training)"):
-            tr = train_ctc_epoch(train_model, loader, stepper, device, grad_clip=o["grad_clip"], bf16=bf16,
+            tr = train_ctc_epoch(train_model, loader, stepper, device, grad_clip=o["grad_clip"], amp=amp, scaler=scaler,
                                  parameters=model.parameters(), desc=f"epoch {epoch}")
             if bmuf is not None:
                 bmuf.sync()  # end the last block: the checkpoint holds every worker's last steps
@@ -285,7 +294,7 @@ def train(args, argv) -> int:
             with (bmuf.global_params_in_model() if bmuf is not None else contextlib.nullcontext(model)) as m:
                 dist_util.broadcast_buffers(m)
                 with dist_util.guard_collective(f"epoch {epoch} validation"):
-                    ev = validate_ctc(m, valid_ds, device, bf16, cfg["num_workers"], ctx.rank, ctx.world_size)
+                    ev = validate_ctc(m, valid_ds, device, amp, cfg["num_workers"], ctx.rank, ctx.world_size)
             rec.update(valid_loss=ev["loss"], valid_ter=ev["ter"])
         if main_rank:
             state = bmuf.global_state_dict() if bmuf is not None else model.state_dict()
@@ -298,7 +307,7 @@ def train(args, argv) -> int:
                 "model": state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "bmuf": bmuf.state_dict() if bmuf is not None else None,
                 "epoch": epoch, "history": history, "train_seconds": train_seconds, "config": cfg,
-                "rng": rng_states()})
+                "rng": rng_states(), "scaler": scaler.state_dict() if scaler is not None else None})
             if best_epoch(history) == epoch:
                 copy_checkpoint(exp / f"epoch-{epoch}.pt", exp / "best.pt")
         else:

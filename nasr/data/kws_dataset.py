@@ -59,7 +59,7 @@ class KwsDataset(Dataset):
     """
 
     def __init__(self, data_dir, labels: Union[Sequence[str], str, Path, None], feature_cfg,
-                 augment: Optional[Augment] = None, seed: int = 0):
+                 augment: Optional[Augment] = None, seed: int = 0, waves: bool = False):
         self.data_dir = Path(data_dir)
         if labels is None:
             labels = self.data_dir / "labels.txt"
@@ -71,6 +71,10 @@ class KwsDataset(Dataset):
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
+        # With augmentation: items are the augmented waves (N,), featurised a batch at a time in
+        # the training step (batch_featurizer), not one by one here.
+        self.waves = bool(waves) and augment is not None
+        self._wave_cache: Optional[List[np.ndarray]] = None
 
         self.utts: List[str] = []
         self.targets: List[int] = []
@@ -174,8 +178,19 @@ class KwsDataset(Dataset):
             self._recording_cache[rec] = x
         return x
 
+    def cache_waves(self, max_bytes: int) -> bool:
+        """Read every utterance's one-second wave into memory now, if they fit in `max_bytes`
+        (float32): loader workers forked later share them, and an epoch reads no audio."""
+        need = len(self) * self.clip_samples * 4
+        if need > max_bytes:
+            return False
+        self._wave_cache = [self.read_wave(i) for i in range(len(self))]
+        return True
+
     def read_wave(self, index: int) -> np.ndarray:
         """The utterance's samples, zero-padded or trimmed (at the end) to one second."""
+        if self._wave_cache is not None:
+            return self._wave_cache[index]
         if self._wav_scp is None:
             self._load_tables()
         utt = self.utts[index]
@@ -219,7 +234,25 @@ class KwsDataset(Dataset):
         feats = to_layout(feats, self.cfg.num_channels)
         return feats if feats.ndim == 3 else feats[None]
 
+    def batch_featurizer(self):
+        """(BatchFeatures for this dir's features, None), or (None, why not)."""
+        from nasr.data.batch_features import BatchFeatures, supports
+
+        why = supports(self.cfg)
+        if why:
+            return None, why
+        scale = offset = None
+        if self.has_features and self.reader.apply_cmvn:
+            scale, offset = self.reader._transforms[self.reader.cmvn_key(self.utts[0])]
+            if not self.reader.config.norm_vars:
+                scale = None
+        return BatchFeatures(self.cfg, scale, offset), None
+
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        if self.waves:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            wave = np.require(self.augment(self.read_wave(index), rng), np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+            return torch.from_numpy(wave), self.targets[index]
         # stored features can come back as read-only views, which torch must not wrap
         feats = np.require(self.features(index), np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
         return torch.from_numpy(feats), self.targets[index]

@@ -28,6 +28,15 @@ def _flat_norm(tensors: List[torch.Tensor]) -> torch.Tensor:
     return torch.sqrt(sum((t.detach().float() ** 2).sum() for t in tensors))
 
 
+def alpha_step_amp(amp):
+    """The autocast dtype of the architect's (alpha) step: the weight step's in bf16, fp32 with
+    fp16. The alpha step takes its gradients with torch.autograd.grad, which a GradScaler does not
+    see, and its second-order form subtracts two nearly equal gradients (the finite-difference
+    Hessian-vector product): unscaled fp16 gradients of the small alpha contributions underflow,
+    so with fp16 only the weight step is mixed precision. bf16 has fp32's exponent range."""
+    return amp if amp is torch.bfloat16 else None
+
+
 class Architect:
     def __init__(self, model, loss_fn: LossFn, lr: float = 3e-4, betas=(0.5, 0.999),
                  weight_decay: float = 1e-3, unrolled: bool = False, w_momentum: float = 0.9,
@@ -145,4 +154,4 @@ class Architect:
         return [(gp - gn) / (2 * r) for gp, gn in zip(grads_pos, grads_neg)]
 
 
-__all__ = ["Architect"]
+__all__ = ["Architect", "alpha_step_amp"]

@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -37,6 +37,8 @@ from nasr.nas.architect import Architect
 from nasr.nas.genotype import Genotype
 from nasr.nas.ops import POOLING_OPS
 from nasr.nas.spaces import get_space
+from nasr.train.loop import WaitClock
+from nasr.utils.device import backward_step
 from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
                                    rng_states, save_checkpoint)
 from nasr.utils.io import read_json, write_json
@@ -210,7 +212,8 @@ BuildNetwork = Callable[[int, object, Dict[str, float]], torch.nn.Module]
 def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callable[[int], Iterable],
                valid_batches: Callable[[int], Iterable], loss_fn: Callable,
                valid_loss: Callable[[torch.nn.Module], float], exp_dir, device,
-               resume: bool = True, penalty: Callable | None = None) -> Dict:
+               resume: bool = True, penalty: Callable | None = None, scaler=None,
+               arch_loss_fn: Optional[Callable] = None) -> Dict:
     """Run every stage; return {"genotype", "valid_loss", "history", "search_seconds"}.
 
     build_network(layers, op_names, op_dropout) makes a SearchNetwork (on `device`);
@@ -219,7 +222,10 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
     Writes exp_dir/stage-N/{epoch-E.pt, genotype-E.json, result.json}, exp_dir/health.json and
     health.png. With `resume`, finished stages are read back and a stage restarts from its newest
     epoch checkpoint. `penalty(model)` (e.g. nasr.nas.cost.CostPenalty) is added to every stage's
-    alpha loss; its expected and derived cost go into each epoch's record.
+    alpha loss; its expected and derived cost go into each epoch's record. `scaler` (a GradScaler,
+    with fp16 autocast) scales the weight step; `arch_loss_fn` is the alpha step's loss (default
+    `loss_fn`; see nasr.nas.architect.alpha_step_amp). Every epoch records and logs the share of
+    its time spent waiting for batches of either half.
     """
     exp = Path(exp_dir)
     stages = parse_stages(cfg)
@@ -252,7 +258,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
         w_opt = torch.optim.SGD(model.weight_parameters(), lr=o["lr"], momentum=o["momentum"],
                                 weight_decay=o["weight_decay"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, epochs, eta_min=o.get("lr_min", 0.0))
-        architect = Architect(model, loss_fn, lr=a["lr"], betas=tuple(a["betas"]),
+        architect = Architect(model, arch_loss_fn or loss_fn, lr=a["lr"], betas=tuple(a["betas"]),
                               weight_decay=a["weight_decay"], unrolled=a["unrolled"],
                               w_momentum=o["momentum"], w_weight_decay=o["weight_decay"], penalty=penalty)
         start, stage_hist, stage_seconds = 0, [], 0.0
@@ -263,6 +269,8 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             w_opt.load_state_dict(st["w_optimizer"])
             sched.load_state_dict(st["scheduler"])
             architect.load_state_dict(st["architect"])
+            if scaler is not None and st.get("scaler"):
+                scaler.load_state_dict(st["scaler"])
             start, stage_hist, stage_seconds = st["epoch"], st["history"], st["seconds"]
             if "rng" in st:
                 restore_rng_states(st["rng"])
@@ -279,16 +287,19 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             model.train()
             tot, n = 0.0, 0
             valid_iter = alpha_batch_stream(valid_batches, epoch) if search_alphas else None
+            clock = WaitClock()
             for batch in train_batches(epoch):
                 if search_alphas:
-                    architect.step(batch, next(valid_iter), lr, w_opt)
+                    alpha_batch = next(valid_iter)
+                clock.ready()
+                if search_alphas:
+                    architect.step(batch, alpha_batch, lr, w_opt)
                 loss = loss_fn(model, batch)
                 w_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.weight_parameters(), o["grad_clip"])
-                w_opt.step()
+                backward_step(loss, w_opt, scaler, model.weight_parameters(), o["grad_clip"])
                 tot += float(loss.detach())
                 n += 1
+                clock.done()
             if valid_iter is not None:
                 valid_iter.close()  # ends the pass under way (and its loader's workers) now
             sched.step()
@@ -297,6 +308,7 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             stage_seconds += time.time() - t0
             rec = {"stage": s, "epoch": epoch + 1, "lr": lr, "op_dropout": p,
                    "alphas_trained": search_alphas, "train_loss": tot / max(n, 1),
+                   "data_wait_frac": clock.fraction,
                    "valid_loss": vloss, "entropy": alpha_entropy(model),
                    "op_counts": op_counts(genotype), "seconds": time.time() - t0}
             if penalty is not None and hasattr(penalty, "summary"):
@@ -305,15 +317,18 @@ def run_pdarts(cfg: Mapping, build_network: BuildNetwork, train_batches: Callabl
             genotype.save(sdir / f"genotype-{epoch + 1}.json")
             ent = rec["entropy"]
             log.info("stage %d epoch %d/%d%s: lr %.5f drop %.3f | train %.4f valid %.4f | entropy "
-                     "normal %.3f reduce %.3f | normal %s | reduce %s | %.1f s", s, epoch + 1, epochs,
+                     "normal %.3f reduce %.3f | normal %s | reduce %s | %.1f s (data wait %.0f%%)", s, epoch + 1,
+                     epochs,
                      "" if search_alphas else " (weights only)", lr, p, rec["train_loss"], vloss,
                      sum(ent["normal"]) / len(ent["normal"]), sum(ent["reduce"]) / len(ent["reduce"]),
-                     rec["op_counts"]["normal"], rec["op_counts"]["reduce"], rec["seconds"])
+                     rec["op_counts"]["normal"], rec["op_counts"]["reduce"], rec["seconds"],
+                     100 * rec["data_wait_frac"])
             for sign in collapse_signs(model, genotype):
                 log.warning("stage %d epoch %d: possible collapse: %s", s, epoch + 1, sign)
             save_checkpoint(sdir / f"epoch-{epoch + 1}.pt", {
                 "model": model.state_dict(), "w_optimizer": w_opt.state_dict(),
                 "scheduler": sched.state_dict(), "architect": architect.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "epoch": epoch + 1, "history": stage_hist, "seconds": stage_seconds, "rng": rng_states()})
             plot_health(history + stage_hist, exp / "health.png")
         history.extend(stage_hist)

@@ -128,18 +128,24 @@ def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, 
                 progress: Optional[str] = None) -> Tuple[List[List[float]], Dict[str, float]]:
     """TRAIN for `steps` Adam steps (the paper counts steps, not epochs) on the staircase schedule,
     evaluating every `eval_every` steps.  Returns the curve [[step, valid acc, valid loss], ...] and
-    the final EVAL."""
+    the final EVAL, with `data_wait_frac`: the share of the training steps' time spent waiting
+    for batches (evaluations left out)."""
+    from nasr.train.loop import WaitClock
+
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     curve: List[List[float]] = []
     batches = iterate_steps(train_ds, batch_size, seed)
     bar = show_progress(total=steps, desc=progress, disable=progress is None, unit="step")
     result = {"loss": float("nan"), "acc": 0.0}
+    clock = WaitClock()
     for step in range(1, steps + 1):
         for group in opt.param_groups:
             group["lr"] = staircase_lr(step, steps, lr, lr_decay, lr_decay_times)
         model.train()
+        clock.resume()
         _, (x, lengths, y, _) = next(batches)
+        clock.ready()
         loss = nn.functional.cross_entropy(model(x, lengths), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr {lr:g})")
@@ -148,13 +154,14 @@ def train_steps(model: nn.Module, train_ds, valid_ds, *, steps: int, lr: float, 
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
+        clock.done()
         bar.update(1)
         if step % eval_every == 0 or step == steps:
             result = evaluate(model, valid_ds)
             curve.append([step, result["acc"], result["loss"]])
             bar.set_postfix(acc=f"{result['acc']:.3f}", loss=f"{result['loss']:.3f}")
     bar.close()
-    return curve, result
+    return curve, dict(result, data_wait_frac=clock.fraction)
 
 
 # --- one trainer ------------------------------------------------------------------------------
@@ -191,8 +198,8 @@ def train_candidate(store: CandidateStore, cand: Candidate, hp: Dict, train_ds, 
     store.finish(cand.id, loss=result["loss"], acc=result["acc"],
                  params=tower_params(cand.blocks, input_dim, num_classes), steps=steps, curve=curve,
                  checkpoint=str(ckpt), train_seconds=time.time() - t0, transferred=copied)
-    log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs)", cand.trainer_id, cand.id, result["loss"],
-             result["acc"], time.time() - t0)
+    log.info("trainer %s: candidate %d loss %.4f acc %.4f (%.0fs, data wait %.0f%%)", cand.trainer_id, cand.id,
+             result["loss"], result["acc"], time.time() - t0, 100 * result["data_wait_frac"])
     return result
 
 

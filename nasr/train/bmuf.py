@@ -132,11 +132,17 @@ class BMUF:
     def step(self, closure=None):
         """One local step; after every block_size-th, the block sync."""
         loss = self.local_optimizer.step(closure) if closure is not None else self.local_optimizer.step()
+        self.local_step_done()
+        return loss
+
+    def local_step_done(self) -> None:
+        """Count one local step (taken, or skipped by an fp16 GradScaler that stepped
+        `local_optimizer` itself); after every block_size-th, the block sync. Every worker counts
+        every batch, so all reach each sync at the same batch."""
         self.num_updates += 1
         self.local_step += 1
         if self.local_step >= self.block_size:
             self.sync()
-        return loss
 
     # ---- the block update -----------------------------------------------------------------
     @torch.no_grad()

@@ -23,7 +23,8 @@ from nasr.asr.ctc_decode import greedy_decode
 from nasr.asr.units import BLANK_ID
 from nasr.data.asr_dataset import AsrBatch
 from nasr.nas.ops import halved_lengths
-from nasr.train.loop import autocast_context
+from nasr.train.loop import WaitClock, autocast_context
+from nasr.utils.device import backward_step
 from nasr.utils.log import progress
 
 NUM_REDUCTIONS = 2  # the ASR network's two reduction cells (1/3 and 2/3 of the depth)
@@ -42,13 +43,13 @@ def model_output_lengths(model, x_lens: torch.Tensor) -> torch.Tensor:
     return own(x_lens) if own is not None else output_lengths(x_lens)
 
 
-def network_log_probs(model, x: torch.Tensor, bf16: bool = False,
+def network_log_probs(model, x: torch.Tensor, amp=None,
                       x_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(N, T', V) float32 log-posteriors from a search network (plain output) or an evaluation
     network (`(logits, aux)`). Models that mask padding themselves (`takes_lengths = True`, e.g.
     DFSMN-SAN) get the batch's `x_lens`; the convolutional networks do not need them."""
     net = getattr(model, "module", model)
-    with autocast_context(x.device, bf16):
+    with autocast_context(x.device, amp):
         out = model(x, x_lens) if x_lens is not None and getattr(net, "takes_lengths", False) else model(x)
     if isinstance(out, tuple):
         out = out[0]
@@ -69,7 +70,8 @@ def batch_to(batch, device) -> AsrBatch:
     """Move an AsrBatch (or the `(AsrBatch, utt ids)` pair collate gives for id-carrying items)."""
     if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
         batch = batch[0]
-    return AsrBatch(*(t.to(device, non_blocking=True) for t in batch))
+    non_blocking = torch.device(device).type == "cuda"  # from pinned memory: overlaps the step
+    return AsrBatch(*(t.to(device, non_blocking=non_blocking) for t in batch))
 
 
 def input_dims(dataset):
@@ -83,7 +85,7 @@ def input_dims(dataset):
 
 def make_loader(dataset, indices: Optional[Sequence[int]] = None, batch_size: int = 4,
                 shuffle: bool = True, seed: int = 0, epoch: int = 0, num_workers: int = 0,
-                drop_last: bool = False):
+                drop_last: bool = False, pin_memory: bool = False):
     """Length-bucketed DataLoader over `dataset` (an AsrDataset), or over its items `indices`
     (e.g. one half of the training set in a search)."""
     from torch.utils.data import DataLoader, Subset
@@ -98,51 +100,47 @@ def make_loader(dataset, indices: Optional[Sequence[int]] = None, batch_size: in
     sampler = BucketBatchSampler(lengths, batch_size=batch_size, shuffle=shuffle, seed=seed,
                                  epoch=epoch, drop_last=drop_last)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=AsrCollate(4),
-                      num_workers=num_workers, persistent_workers=False)
+                      num_workers=num_workers, persistent_workers=False, pin_memory=pin_memory)
 
 
-def batch_ctc_loss(model, batch: AsrBatch, bf16: bool = False) -> torch.Tensor:
+def batch_ctc_loss(model, batch: AsrBatch, amp=None) -> torch.Tensor:
     """The CTC loss of one batch; also the `loss_fn(model, batch)` the Architect descends."""
     if isinstance(batch, tuple) and not isinstance(batch, AsrBatch):
         batch = batch[0]
-    log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
+    log_probs = network_log_probs(model, batch.x, amp, batch.x_lens)
     return ctc_loss(log_probs, model_output_lengths(model, batch.x_lens).to(log_probs.device), batch.targets,
                     batch.target_lens)
 
 
-def train_ctc_epoch(model, loader, optimizer, device, *, grad_clip: float = 5.0, bf16: bool = False,
+def train_ctc_epoch(model, loader, optimizer, device, *, grad_clip: float = 5.0, amp=None, scaler=None,
                     parameters: Optional[Sequence[torch.nn.Parameter]] = None,
                     desc: str = "train") -> Dict[str, float]:
-    """One pass of SGD on the CTC loss. Returns mean loss, utterances, seconds and the fraction of
-    the epoch spent waiting for batches (the data loader's share)."""
+    """One pass of SGD on the CTC loss (through `scaler`, a GradScaler, with fp16 autocast).
+    Returns mean loss, utterances, seconds and the fraction of the epoch spent waiting for
+    batches (the data loader's share)."""
     model.train()
     params = list(parameters) if parameters is not None else [p for p in model.parameters()]
     total = n = 0.0
-    wait = 0.0
     start = time.perf_counter()
-    t_ready = start
+    clock = WaitClock()
     bar = progress(loader, desc=desc, unit="batch")
     for batch in bar:
-        wait += time.perf_counter() - t_ready
+        clock.ready()
         batch = batch_to(batch, device)
-        loss = batch_ctc_loss(model, batch, bf16)
+        loss = batch_ctc_loss(model, batch, amp)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
+        backward_step(loss, optimizer, scaler, params, grad_clip)
         k = batch.x.size(0)
         total += float(loss.detach()) * k
         n += k
         bar.set_postfix(loss=f"{total / n:.3f}")
-        t_ready = time.perf_counter()
+        clock.done()
     seconds = time.perf_counter() - start
-    return {"loss": total / max(n, 1), "utts": int(n), "seconds": seconds,
-            "wait_fraction": wait / seconds if seconds > 0 else 0.0}
+    return {"loss": total / max(n, 1), "utts": int(n), "seconds": seconds, "wait_fraction": clock.fraction}
 
 
 @torch.no_grad()
-def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
+def evaluate_ctc(model, loader, device, amp=None, desc: str = "eval"
                  ) -> Tuple[Dict[str, float], Dict[str, List[int]], Dict[str, List[int]]]:
     """CTC loss and greedy decoding over a loader that yields `(AsrBatch, utt ids)`.
 
@@ -153,7 +151,7 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     refs: Dict[str, List[int]] = {}
     for batch, utts in progress(loader, desc=desc, unit="batch"):
         batch = batch_to(batch, device)
-        log_probs = network_log_probs(model, batch.x, bf16, batch.x_lens)
+        log_probs = network_log_probs(model, batch.x, amp, batch.x_lens)
         out_lens = model_output_lengths(model, batch.x_lens).to(log_probs.device)
         loss = ctc_loss(log_probs, out_lens, batch.targets, batch.target_lens)
         total += float(loss) * len(utts)
@@ -167,7 +165,7 @@ def evaluate_ctc(model, loader, device, bf16: bool = False, desc: str = "eval"
     return {"loss": total / max(n, 1), "utts": int(n)}, hyps, refs
 
 
-def validate_ctc(model, dataset, device, bf16: bool = False, num_workers: int = 0, rank: int = 0,
+def validate_ctc(model, dataset, device, amp=None, num_workers: int = 0, rank: int = 0,
                  world_size: int = 1, batch_size: int = 8) -> Dict[str, float]:
     """Dev loss and token error rate over `dataset` (an AsrDataset with return_utt=True).
 
@@ -180,8 +178,9 @@ def validate_ctc(model, dataset, device, bf16: bool = False, num_workers: int = 
     indices = list(range(rank, len(dataset), world_size))
     loss_sum = errors = tokens = 0.0
     if indices:
-        ev, hyps, refs = evaluate_ctc(model, make_loader(dataset, indices, batch_size, False, 0, 0, num_workers),
-                                      device, bf16)
+        loader = make_loader(dataset, indices, batch_size, False, 0, 0, num_workers,
+                             pin_memory=torch.device(device).type == "cuda")
+        ev, hyps, refs = evaluate_ctc(model, loader, device, amp)
         keys = sorted(refs)
         stats = edit_stats([refs[k] for k in keys], [hyps.get(k, []) for k in keys])
         loss_sum, errors, tokens = ev["loss"] * ev["utts"], stats.errors, stats.ref_tokens

@@ -130,7 +130,9 @@ def init_distributed(mode: str = "bmuf", device: str = "auto", timeout_s: float 
             raise RuntimeError(f"WORLD_SIZE={world_size} but {name} is not set "
                                f"(fix: launch with torchrun, which sets MASTER_ADDR and MASTER_PORT)")
 
-    backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+    from nasr.utils.device import plan_device
+
+    backend = backend or plan_device(dev, amp="off").dist_backend  # nccl on CUDA, gloo on CPU
     if backend == "nccl":
         # Without async error handling a NCCL collective whose peer died blocks forever; with it
         # the watchdog aborts the communicator once the timeout passes and the process exits.

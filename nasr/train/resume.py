@@ -27,17 +27,39 @@ def _short(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
+def _default_at(defaults: Mapping, key: str):
+    node: Any = defaults
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
 def config_changes(exp_dir, cfg: Mapping, may_change: Sequence[str] = (),
-                   extra: Mapping[str, Tuple[Any, Any]] | None = None) -> Dict[str, Tuple[Any, Any]]:
+                   extra: Mapping[str, Tuple[Any, Any]] | None = None,
+                   defaults: Mapping | None = None) -> Dict[str, Tuple[Any, Any]]:
     """The run-altering differences between `cfg` and the exp dir's config.yaml ({} without one):
     {dotted key: (old, new)}, leaving out keys under the dotted prefixes in `may_change`; `extra`
-    adds differences found elsewhere (e.g. the genotype file's content)."""
+    adds differences found elsewhere (e.g. the genotype file's content). With `defaults`, a key
+    the old config.yaml lacks (written before the key existed) and the new one holds at its
+    default is no change: the older run ran with that default's behaviour."""
     path = Path(exp_dir) / "config.yaml"
     old = load_yaml(path) if path.is_file() else {}
     diffs = {k: v for k, v in diff_configs(old, cfg).items()
              if not any(k == p or k.startswith(p + ".") for p in may_change)} if old else {}
+    if defaults is not None:
+        diffs = {k: (a, b) for k, (a, b) in diffs.items()
+                 if not (a is None and _absent(old, k) and _default_at(defaults, k) == b)}
     diffs.update(extra or {})
     return diffs
+
+
+def _absent(cfg: Mapping, key: str) -> bool:
+    return _default_at(cfg, key) is _MISSING
 
 
 def check_resume_config(exp_dir, diffs: Mapping[str, Tuple[Any, Any]], allow: bool) -> None:

@@ -147,3 +147,24 @@ def test_duplicate_utterances_are_refused(data_dir, cfg):
     text.write_text(first + "\n" + text.read_text())
     with pytest.raises(FormatError, match=r"text:2: duplicate utterance '.*fix_data_dir"):
         KwsDataset(data_dir, LABELS, cfg)
+
+
+def test_wave_items_featurised_in_a_batch_equal_the_per_item_features(data_dir, cfg):
+    """The augmented waves the loader hands out, featurised a batch at a time in the step, are the
+    per-item features of the same augmentation draws (cached waves or read per item alike)."""
+    aug = HonkAugment.from_scp(data_dir / "noise.scp")
+    per_item = KwsDataset(data_dir, LABELS, cfg, augment=aug, seed=5)
+    waves = KwsDataset(data_dir, LABELS, cfg, augment=aug, seed=5, waves=True)
+    assert waves.cache_waves(1 << 20) and not KwsDataset(data_dir, LABELS, cfg, augment=aug,
+                                                         waves=True).cache_waves(1000)
+    featurize, why = waves.batch_featurizer()
+    assert why is None
+    for d in (per_item, waves):
+        d.set_epoch(2)
+    batch = torch.stack([waves[i][0] for i in range(len(waves))])
+    assert batch.shape == (len(waves), SR)
+    want = torch.stack([per_item[i][0] for i in range(len(per_item))])
+    np.testing.assert_allclose(featurize(batch).numpy(), want.numpy(), atol=2e-3, rtol=1e-4)
+    assert [waves[i][1] for i in range(len(waves))] == per_item.targets
+    # without augmentation the items stay (stored or computed) features
+    assert KwsDataset(data_dir, LABELS, cfg, waves=True)[0][0].shape == (1, 101, 40)

@@ -104,6 +104,7 @@ def test_three_stages_shrink_ops_grow_depth_and_cap_avg_pool(tmp_path):
     r = run_pdarts(cfg, build, lambda e: train, lambda e: valid, loss_fn, vloss, tmp_path,
                    torch.device("cpu"))
     assert [len(n.cells) for n in built] == [3, 4, 5]
+    assert all(0.0 <= h["data_wait_frac"] <= 1.0 for h in r["history"])  # logged per epoch
     assert [len(n.edge_ops["normal"][0]) for n in built] == [8, 5, 3]
     assert [len(n.edge_ops["reduce"][0]) for n in built] == [8, 5, 3]
     # alpha ranking: stage 2's ops on an edge are stage 1's strongest ones
