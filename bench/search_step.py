@@ -1,15 +1,21 @@
-"""Benchmark: one DARTS search step on the KWS paper's supernet (batch 16, C=16, 6 cells, 1x101x40).
+"""Benchmark: the DARTS search step on the KWS paper's supernet (batch 16, C=16, 6 cells, 1x101x40)
+and the training step of the networks a search derives, each against its peer in the same run.
 
 Prints, from one run on this machine:
-  * time and peak memory of a first-order and a second-order search step (architect + weights),
-  * the ratio of a search step to a training step of the derived network (same C, cells, batch),
-  * the memory ratio of the partial-channel (PC-DARTS, K=4) mode against the full supernet,
-  * achieved GFLOP/s of the search step (torch.utils.flop_counter) against a plain fp32 and bf16
-    matmul on the same cores, and whether bf16 autocast speeds up the search step and the
-    training step.
-Each measurement runs in a fresh subprocess so that peak memory (ru_maxrss) is its own.
+  * the first-order search step of the plain per-op supernet (``fused_edges=False``, the code path
+    before issue 14) against the fused one (the default), and PC-DARTS K=4 (fused): seconds per
+    step, the median of interleaved steps in one process (old, new, pc4, old, new, pc4, ...), wall
+    and CPU time, and their ratios;
+  * peak memory of each, one fresh process per variant: peak RSS, and the step's own share (peak
+    RSS minus the RSS before the first step: the model and the batch are built, torch is loaded);
+  * the training step of the derived KWS network (same C, cells, batch) and of the CTC evaluation
+    network (the aishell1 synth profile's size: C=8, 5 cells, stride-2 stem, batch 16, 3x400x40)
+    under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), and with --compile
+    torch.compile (inductor) of both: seconds per step (interleaved, median), achieved GFLOP/s
+    (torch.utils.flop_counter) and its share of an fp32 and a bf16 2048x2048 matmul on the same
+    threads in the same run.
 
-e.g.: python bench/search_step.py [--batch 16 --channels 16 --layers 6 --repeats 2]
+e.g.: python bench/search_step.py [--threads 2 --repeats 3 --compile]
 """
 from __future__ import annotations
 
@@ -17,22 +23,50 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable from a checkout
+
+SEARCH_VARIANTS = {  # name: (fused_edges, pc_k)
+    "old": (False, 1),
+    "new": (True, 1),
+    "pc4": (True, 4),
+}
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(kind: str, batch: int, C: int, layers: int, repeats: int, pc_k: int = 1, bf16: bool = False,
-            unrolled: bool = False) -> dict:
+def _interleaved(steps: dict, repeats: int) -> dict:
+    """Median wall and CPU seconds of each step function, run in turns after one warm-up each."""
+    for fn in steps.values():
+        fn()  # warm-up: allocator, oneDNN primitives
+    wall = {k: [] for k in steps}
+    cpu = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+            print(f"    [{name}: {wall[name][-1]:.2f} s wall, {cpu[name][-1]:.2f} s CPU]", file=sys.stderr, flush=True)
+    return {k: {"wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k]),
+                "walls": wall[k]} for k in steps}
+
+
+# ---------------------------------------------------------------------------------------------
+# the search step
+
+def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int):
     import torch
     import torch.nn.functional as F
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from nasr.models.darts_net import DartsNetwork
     from nasr.nas.architect import Architect
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
@@ -40,48 +74,113 @@ def measure(kind: str, batch: int, C: int, layers: int, repeats: int, pc_k: int 
     torch.manual_seed(0)
     x = torch.randn(batch, 1, 101, 40)
     y = torch.randint(0, 12, (batch,))
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else (lambda: torch.autocast("cpu", enabled=False))
+    model = SearchNetwork(1, 12, C, layers, get_space("nas1"), reduction="every_two", pc_k=pc_k,
+                          freq_dim=40, fused_edges=fused)
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
 
-    if kind == "search":
-        model = SearchNetwork(1, 12, C, layers, get_space("nas1"), reduction="every_two", pc_k=pc_k, freq_dim=40)
-        w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    def loss_fn(m, b):
+        return F.cross_entropy(m(b[0]), b[1])
 
-        def loss_fn(m, b):
-            with ctx():
-                return F.cross_entropy(m(b[0]).float(), b[1])
+    arch = Architect(model, loss_fn)
 
-        arch = Architect(model, loss_fn, unrolled=unrolled)
+    def step():
+        arch.step((x, y), (x, y), 0.025, w_opt)
+        loss = loss_fn(model, (x, y))
+        w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        w_opt.step()
+    return step
 
-        def step():
-            arch.step((x, y), (x, y), 0.025, w_opt)
-            loss = loss_fn(model, (x, y))
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
-    else:
+
+def search_times(batch, C, layers, repeats) -> dict:
+    steps = {name: search_step_fn(batch, C, layers, fused, pc_k)
+             for name, (fused, pc_k) in SEARCH_VARIANTS.items()}
+    return _interleaved(steps, repeats)
+
+
+def search_memory(batch, C, layers, variant) -> dict:
+    fused, pc_k = SEARCH_VARIANTS[variant]
+    step = search_step_fn(batch, C, layers, fused, pc_k)
+    base = _rss_mb()
+    step()  # the first step's peak is the step's: the same activations as any later step
+    peak = _rss_mb()
+    return {"peak_mb": peak, "step_mb": peak - base}
+
+
+# ---------------------------------------------------------------------------------------------
+# the training step of derived networks
+
+def train_step_fns(net: str, settings, batch: int):
+    import torch
+    import torch.nn.functional as F
+
+    from nasr.models.darts_net import DartsNetwork
+    from nasr.nas.search_model import SearchNetwork
+    from nasr.nas.spaces import get_space
+
+    torch.manual_seed(0)
+    if net == "kws":  # the derived KWS network: same C, cells and batch as the supernet
         genotype = SearchNetwork(1, 12, 4, 3, get_space("nas1")).genotype("nas1")
-        model = DartsNetwork(genotype, 1, 12, C, layers, reduction="every_two")
-        opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9)
+        kw = dict(in_channels=1, num_classes=12, C=16, layers=6, reduction="every_two")
+        x = torch.randn(batch, 1, 101, 40)
+        y = torch.randint(0, 12, (batch,))
 
-        def step():
-            with ctx():
-                logits, _ = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+        def loss_of(out):
+            return F.cross_entropy(out.float(), y)
+    else:  # the CTC evaluation network at the aishell1 synth profile's size
+        genotype = SearchNetwork(3, 10, 4, 3, get_space("asr_revised"), reduction="thirds").genotype("asr_revised")
+        units = 400
+        kw = dict(in_channels=3, num_classes=units, C=8, layers=5, reduction="thirds", stem_stride=2,
+                  head="ctc", freq_dim=40)
+        x = torch.randn(batch, 3, 400, 40)  # 400 frames -> 100 output frames
+        targets = torch.randint(1, units, (batch, 20))
+
+        def loss_of(out):
+            lp = out.float().transpose(0, 1)  # (T', N, V)
+            lens = torch.full((out.size(0),), lp.size(0), dtype=torch.long)
+            return F.ctc_loss(lp, targets, lens, torch.full((out.size(0),), 20, dtype=torch.long),
+                              zero_infinity=True)
+
+    base = DartsNetwork(genotype, **kw, channels_last=False)
+    state = base.state_dict()
+    fns = {}
+    for name in settings:
+        channels_last = name != "fp32_nchw"
+        bf16 = "bf16" in name
+        model = DartsNetwork(genotype, **kw, channels_last=channels_last)
+        model.load_state_dict(state)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        run = torch.compile(model) if name.startswith("compile") else model
+        xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+        def step(run=run, opt=opt, xin=xin, bf16=bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out, _ = run(xin)
+            loss = loss_of(out)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        fns[name] = step
+    return fns
 
-    base = _rss_mb()
-    step()  # warm-up: allocator and oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
+
+def train_bench(net: str, settings, batch: int, repeats: int) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fns = train_step_fns(net, settings, batch)
+    compile_s = {}
+    for name, fn in fns.items():  # the first call compiles (and warms up): timed apart
         t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    peak = _rss_mb()
+        fn()
+        compile_s[name] = time.perf_counter() - t
+    res = _interleaved(fns, repeats)
+    eager = [n for n in fns if not n.startswith("compile")][0]
     with FlopCounterMode(display=False) as fc:
-        step()
-    return {"seconds": min(times), "peak_mb": peak, "step_mb": peak - base, "flops": fc.get_total_flops()}
+        fns[eager]()
+    for name in res:
+        res[name]["first_call_s"] = compile_s[name]
+        res[name]["flops"] = fc.get_total_flops()
+    return res
 
 
 def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
@@ -98,11 +197,28 @@ def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def run_child(args: list) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True)
+# ---------------------------------------------------------------------------------------------
+
+def run_child(kw: dict, threads: int) -> dict:
+    # The child's stderr (per-step progress) goes straight to ours.
+    out = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", json.dumps(kw)],
+                         stdout=subprocess.PIPE, text=True)
     if out.returncode != 0:
-        raise RuntimeError(out.stderr[-2000:])
+        raise RuntimeError(f"child {kw} failed with exit status {out.returncode}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(kw: dict):
+    what = kw.pop("what")
+    if what == "search_times":
+        return search_times(**kw)
+    if what == "search_memory":
+        return search_memory(**kw)
+    if what == "train":
+        return train_bench(**kw)
+    if what == "matmul":
+        return {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
+    raise ValueError(what)
 
 
 def main(argv=None) -> int:
@@ -110,43 +226,60 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved steps per variant after one warm-up")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the issue's figures: 2)")
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile (inductor) settings to the training steps")
+    p.add_argument("--skip-search", action="store_true", help="training steps only")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.child:
-        kw = json.loads(a.child)
-        res = matmul_gflops(kw["dtype"]) if kw.get("matmul") else measure(**kw)
-        print(json.dumps(res))
-        return 0
-
     import torch
 
-    common = dict(batch=a.batch, C=a.channels, layers=a.layers, repeats=a.repeats)
-    print(f"KWS supernet: batch {a.batch}, C={a.channels}, {a.layers} cells, 1x101x40, "
-          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
-    r = {
-        "first": run_child(dict(kind="search", **common)),
-        "second": run_child(dict(kind="search", unrolled=True, **common)),
-        "pc4": run_child(dict(kind="search", pc_k=4, **common)),
-        "first_bf16": run_child(dict(kind="search", bf16=True, **common)),
-        "train": run_child(dict(kind="train", **common)),
-        "train_bf16": run_child(dict(kind="train", bf16=True, **common)),
-    }
-    mm32 = run_child({"matmul": True, "dtype": "fp32"})
-    mm16 = run_child({"matmul": True, "dtype": "bf16"})
-    for name, m in r.items():
-        print(f"{name:>11}: {m['seconds']:7.2f} s/step  peak RSS {m['peak_mb']:7.0f} MB "
-              f"(+{m['step_mb']:.0f} MB in the step)  {m['flops'] / m['seconds'] / 1e9:6.2f} GFLOP/s")
-    print(f"second/first-order step time: {r['second']['seconds'] / r['first']['seconds']:.2f}x")
-    print(f"search step / training step of the derived network: {r['first']['seconds'] / r['train']['seconds']:.2f}x")
-    print(f"partial channels K=4 / full supernet peak memory: {r['pc4']['peak_mb'] / r['first']['peak_mb']:.2f}x "
-          f"(step memory {r['pc4']['step_mb'] / max(r['first']['step_mb'], 1e-9):.2f}x), "
-          f"time {r['pc4']['seconds'] / r['first']['seconds']:.2f}x")
-    gf = r["first"]["flops"] / r["first"]["seconds"] / 1e9
-    print(f"matmul peak: fp32 {mm32:.1f} GFLOP/s, bf16 {mm16:.1f} GFLOP/s; search step achieves "
-          f"{gf:.2f} GFLOP/s = {gf / mm32:.3f}x fp32 matmul")
-    print(f"bf16 autocast speed-up: search step {r['first']['seconds'] / r['first_bf16']['seconds']:.2f}x, "
-          f"training step {r['train']['seconds'] / r['train_bf16']['seconds']:.2f}x")
+    torch.set_num_threads(a.threads)
+    if a.child:
+        print(json.dumps(child(json.loads(a.child))))
+        return 0
+
+    load = os.getloadavg()
+    print(f"torch {torch.__version__}, {a.threads} threads, {os.cpu_count()} CPUs, load average "
+          f"{load[0]:.1f} at start")
+    mm = run_child({"what": "matmul"}, a.threads)
+    print(f"matmul 2048x2048: fp32 {mm['fp32']:.1f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s")
+
+    if not a.skip_search:
+        common = dict(batch=a.batch, C=a.channels, layers=a.layers)
+        print(f"\nKWS supernet, first-order search step (architect + weight step): batch {a.batch}, "
+              f"C={a.channels}, {a.layers} cells, 1x101x40, nas1")
+        t = run_child(dict(what="search_times", repeats=a.repeats, **common), a.threads)
+        mem = {v: run_child(dict(what="search_memory", variant=v, **common), a.threads) for v in SEARCH_VARIANTS}
+        for v in SEARCH_VARIANTS:
+            print(f"  {v:>4}: {t[v]['wall']:7.2f} s/step wall ({', '.join(f'{w:.2f}' for w in t[v]['walls'])}), "
+                  f"{t[v]['cpu']:7.2f} s CPU; peak RSS {mem[v]['peak_mb']:6.0f} MB, step {mem[v]['step_mb']:6.0f} MB")
+        print(f"  fused / plain supernet step: wall {t['new']['wall'] / t['old']['wall']:.2f}x "
+              f"(speed-up {t['old']['wall'] / t['new']['wall']:.2f}x), CPU {t['new']['cpu'] / t['old']['cpu']:.2f}x; "
+              f"peak RSS {mem['new']['peak_mb'] / mem['old']['peak_mb']:.2f}x")
+        print(f"  PC-DARTS K=4 / full supernet (both fused): time wall {t['pc4']['wall'] / t['new']['wall']:.2f}x, "
+              f"CPU {t['pc4']['cpu'] / t['new']['cpu']:.2f}x; peak RSS {mem['pc4']['peak_mb'] / mem['new']['peak_mb']:.2f}x, "
+              f"step memory {mem['pc4']['step_mb'] / mem['new']['step_mb']:.2f}x")
+        print(f"  PC-DARTS K=4 (fused) / plain full supernet: time wall {t['pc4']['wall'] / t['old']['wall']:.2f}x; "
+              f"peak RSS {mem['pc4']['peak_mb'] / mem['old']['peak_mb']:.2f}x, "
+              f"step memory {mem['pc4']['step_mb'] / mem['old']['step_mb']:.2f}x")
+
+    settings = ["fp32_nchw", "fp32_cl", "bf16_cl"] + (["compile_fp32_cl", "compile_bf16_cl"] if a.compile else [])
+    for net, batch, desc in (("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
+                             ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
+                                         "batch 16, 3x400x40, 400 units)")):
+        r = run_child(dict(what="train", net=net, settings=settings, batch=batch, repeats=max(a.repeats, 5)), a.threads)
+        print(f"\ntraining step, {desc}: {r[settings[0]]['flops'] / 1e9:.1f} GFLOP per step")
+        print(f"  {'setting':>16} {'s/step':>8} {'GFLOP/s':>8} {'/fp32 mm':>9} {'/bf16 mm':>9} {'vs fp32_nchw':>12} {'first call s':>12}")
+        ref = r[settings[0]]["wall"]
+        for s in settings:
+            m = r[s]
+            gf = m["flops"] / m["wall"] / 1e9
+            print(f"  {s:>16} {m['wall']:8.3f} {gf:8.1f} {gf / mm['fp32']:9.3f} {gf / mm['bf16']:9.3f} "
+                  f"{ref / m['wall']:11.2f}x {m['first_call_s']:12.1f}")
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.1f} at the end")
     return 0
 
 

@@ -121,10 +121,14 @@ class FactorizedReduce(nn.Module):
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         return x[:, :, ::2, ::2].contiguous(memory_format=fmt)
 
-    def forward(self, x):
-        x = self.relu(x)
+    def body(self, x):
+        """The op between its ReLU and its BatchNorm: ``forward(x) == bn(body(relu(x)))`` (the
+        search network feeds a ReLU shared by an edge's ops and folds the op weight into the BN)."""
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(self._subsample(x)), self.conv_2(self._subsample(shifted))], dim=1))
+        return torch.cat([self.conv_1(self._subsample(x)), self.conv_2(self._subsample(shifted))], dim=1)
+
+    def forward(self, x):
+        return self.bn(self.body(self.relu(x)))
 
 
 # ----------------------------------------------------------------------------------------------

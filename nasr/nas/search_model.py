@@ -35,6 +35,48 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, groups, c // groups, t, f).transpose(1, 2).reshape(n, c, t, f)
 
 
+def _leaves(module: nn.Module) -> List[nn.Module]:
+    """The leaf modules of nested nn.Sequentials, in call order."""
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaves(child)]
+    return [module]
+
+
+def _op_plan(name: str, op: nn.Module):
+    """How the fused edge runs `op`: ``(takes_relu, body, bn)`` with
+    ``op(x) == bn(body(relu(x) if takes_relu else x))`` (body: modules applied in order, or the
+    op itself when it has a `body` method); None for `none`. A leading ReLU is the one every conv
+    op of an edge shares; a trailing BatchNorm takes the op's weight as its scale."""
+    if name == "none":
+        return None
+    if isinstance(op, FactorizedReduce):
+        return (True, op, op.bn)
+    leaves = _leaves(op)
+    takes_relu = isinstance(leaves[0], nn.ReLU)
+    bn = leaves[-1] if isinstance(leaves[-1], nn.BatchNorm2d) and len(leaves) > 1 else None
+    body = leaves[int(takes_relu):len(leaves) - (bn is not None)]
+    return (takes_relu, body, bn)
+
+
+def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale * bn(x)`` in one pass: the scale (a 0-dim tensor, e.g. an op's softmax weight) is
+    the BatchNorm's affine weight, so the weighted sum of an edge costs no extra pass over the
+    op's output forward or backward; running statistics are updated exactly as `bn(x)` does."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or bn.running_mean is None
+    # A materialised weight: torch 2.13's channels-last CPU BatchNorm backward reads a stride-0
+    # (expanded) weight wrongly (wrong input gradients, found by tests/nas/test_fused_edges.py).
+    weight = scale.expand(x.size(1)).contiguous() if bn.weight is None else bn.weight * scale
+    bias = None if bn.bias is None else bn.bias * scale
+    track = not bn.training or bn.track_running_stats
+    return F.batch_norm(x, bn.running_mean if track else None, bn.running_var if track else None,
+                        weight, bias, use_batch_stats, momentum, bn.eps)
+
+
 class MixedOp(nn.Module):
     """One cell edge: sum_k w_k * op_k(x) over the candidate ops of this edge.
 
@@ -44,10 +86,16 @@ class MixedOp(nn.Module):
     the rest bypass the edge (max-pooled when it strides) and channels are shuffled afterwards.
     `op_dropout` {op name: p} drops elements of the named ops' outputs while training (P-DARTS's
     operation-level dropout); change it between epochs with `set_op_dropout`.
+
+    ``fused`` (the default) computes the same sum with fewer passes over memory: the conv ops of an
+    edge take one shared ReLU of the input (`accumulate`: one per input state of a cell), and each
+    weight w_k is the scale of the op's final BatchNorm instead of a separate multiply. Same
+    modules, parameters and state dict; ``fused=False`` is the plain per-op loop (the reference
+    the tests and bench/search_step.py compare against).
     """
 
     def __init__(self, C: int, stride: int, op_names: Sequence[str], pc_k: int = 1,
-                 op_dropout: Optional[Mapping[str, float]] = None):
+                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True):
         super().__init__()
         if pc_k < 1 or C % pc_k:
             raise ValueError(f"pc_k={pc_k} must be >= 1 and divide the channel count {C}")
@@ -55,12 +103,15 @@ class MixedOp(nn.Module):
         self.stride = stride
         self.pc_k = pc_k
         self.C_ops = C // pc_k
+        self.fused = fused
         self.ops = nn.ModuleList()
         for name in self.op_names:
             op = build_op(name, self.C_ops, stride, affine=False)
             if name in POOLING_OPS:
                 op = nn.Sequential(op, nn.BatchNorm2d(self.C_ops, affine=False))
             self.ops.append(op)
+        # A plain list: the modules stay registered once, under `ops`.
+        self._plan = [_op_plan(name, op) for name, op in zip(self.op_names, self.ops)]
         self.zero = Zero(stride)
         # ceil_mode so odd T/F agree with the ops' ceil(n/2) outputs.
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if pc_k > 1 and stride == 2 else None
@@ -75,9 +126,58 @@ class MixedOp(nn.Module):
                 raise ValueError(f"op dropout for '{name}' must be in [0, 1), got {p}")
         self.op_dropout = {k: float(v) for k, v in op_dropout.items()}
 
+    def accumulate(self, xa: torch.Tensor, relu_xa, weights: torch.Tensor,
+                   active: Optional[Sequence[bool]] = None, scale: Optional[torch.Tensor] = None,
+                   acc: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """Add ``scale * sum_k w_k op_k(xa)`` to `acc` (in place when `acc` is given; None when no
+        op runs). `xa` is the input the ops see (the first C/pc_k channels with partial channels);
+        `relu_xa()` returns its ReLU, computed once by the caller for every edge that reads `xa`."""
+        for k, plan in enumerate(self._plan):
+            if plan is None or (active is not None and not active[k]):
+                continue
+            takes_relu, body, bn = plan
+            w = weights[k] if scale is None else weights[k] * scale
+            y = relu_xa() if takes_relu else xa
+            if isinstance(body, FactorizedReduce):
+                y = body.body(y)
+            else:
+                for m in body:
+                    y = m(y)
+            y = scaled_batch_norm(bn, y, w) if bn is not None else w * y
+            p = self.op_dropout.get(self.op_names[k], 0.0)
+            if p > 0.0 and self.training:
+                y = F.dropout(y, p=p, training=True)
+            # In place: no op saves its output for backward (autograd would refuse otherwise).
+            acc = y if acc is None else acc.add_(y)
+        return acc
+
+    def bypass(self, x: torch.Tensor) -> torch.Tensor:
+        """The channels past C/pc_k, which skip the ops (max-pooled when the edge strides)."""
+        rest = x[:, self.C_ops:]
+        return rest if self.bypass_pool is None else self.bypass_pool(rest)
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor,
                 active: Optional[Sequence[bool]] = None) -> torch.Tensor:
         xa = x[:, :self.C_ops] if self.pc_k > 1 else x
+        if self.fused:
+            relu_cache = []
+
+            def relu_xa():
+                if not relu_cache:
+                    relu_cache.append(F.relu(xa))
+                return relu_cache[0]
+
+            out = self.accumulate(xa, relu_xa, weights, active)
+        else:
+            out = self._reference_sum(xa, weights, active)
+        if out is None:  # every op is `none` or masked: the edge carries nothing
+            out = self.zero(xa)
+        if self.pc_k > 1:
+            out = channel_shuffle(torch.cat([out, self.bypass(x)], dim=1), self.pc_k)
+        return out
+
+    def _reference_sum(self, xa, weights, active):
+        """The unfused sum: every op on its own, its output multiplied by its weight."""
         out = None
         for k, (name, op) in enumerate(zip(self.op_names, self.ops)):
             if name == "none" or (active is not None and not active[k]):
@@ -88,13 +188,6 @@ class MixedOp(nn.Module):
                 y = F.dropout(y, p=p, training=True)
             y = weights[k] * y
             out = y if out is None else out + y
-        if out is None:  # every op is `none` or masked: the edge carries nothing
-            out = self.zero(xa)
-        if self.pc_k > 1:
-            rest = x[:, self.C_ops:]
-            if self.bypass_pool is not None:
-                rest = self.bypass_pool(rest)
-            out = channel_shuffle(torch.cat([out, rest], dim=1), self.pc_k)
         return out
 
 
@@ -107,9 +200,12 @@ class SearchCell(nn.Module):
 
     def __init__(self, steps: int, multiplier: int, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool, op_names, pc_k: int = 1,
-                 op_dropout: Optional[Mapping[str, float]] = None):
+                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True):
         super().__init__()
         self.reduction = reduction
+        self.fused = fused
+        self.pc_k = pc_k
+        self.C_ops = C // pc_k
         self.steps = steps
         self.multiplier = multiplier
         # A previous reduction halved s1 but not s0: s0 must be halved here to match.
@@ -128,24 +224,83 @@ class SearchCell(nn.Module):
         for i in range(steps):
             for j in range(i + 2):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout))
+                self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout, fused))
 
     def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None,
                 edge_weights: Optional[torch.Tensor] = None):
         """`edge_weights` (one per edge, PC-DARTS's normalised betas) scale each edge's output."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        node = self._fused_node if self.fused else self._reference_node
         offset = 0
+        inputs = []
         for _ in range(self.steps):
-            s = None
-            for j, h in enumerate(states):
-                e = offset + j
-                y = self.edges[e](h, weights[e], None if active is None else active[e])
-                if edge_weights is not None:
-                    y = edge_weights[e] * y
-                s = y if s is None else s + y
+            s = node(states, inputs, offset, weights, active, edge_weights)
             offset += len(states)
             states.append(s)
         return torch.cat(states[-self.multiplier:], dim=1)
+
+    def _reference_node(self, states, inputs, offset, weights, active, edge_weights):
+        """A node as the sum of its edges' outputs, every edge on its own."""
+        s = None
+        for j, h in enumerate(states):
+            e = offset + j
+            y = self.edges[e](h, weights[e], None if active is None else active[e])
+            if edge_weights is not None:
+                y = edge_weights[e] * y
+            s = y if s is None else s + y
+        return s
+
+    def _fused_node(self, states, inputs, offset, weights, active, edge_weights):
+        """The same sum, accumulated in one tensor: a state's ReLU (and with partial channels its
+        op channels and pooled bypass) is computed once for every edge that reads it. With partial
+        channels the edges' op parts and bypass parts are summed apart and joined, shuffled, once
+        per node (concatenation and shuffle are linear, the same for every edge)."""
+        while len(inputs) < len(states):
+            inputs.append(_StateInput(states[len(inputs)], self.C_ops if self.pc_k > 1 else None))
+        acc, rest = None, None
+        for j, inp in enumerate(inputs):
+            e = offset + j
+            edge = self.edges[e]
+            beta = None if edge_weights is None else edge_weights[e]
+            acc = edge.accumulate(inp.xa, inp.relu, weights[e], None if active is None else active[e],
+                                  beta, acc)
+            if self.pc_k > 1:
+                r = inp.bypass(edge)
+                r = r if beta is None else beta * r
+                rest = r if rest is None else rest + r
+        if acc is None:  # every op of every edge is `none` or masked
+            acc = self.edges[offset].zero(inputs[0].xa)
+        if self.pc_k > 1:
+            acc = channel_shuffle(torch.cat([acc, rest], dim=1), self.pc_k)
+        return acc
+
+
+class _StateInput:
+    """What the edges leaving one cell state read, each computed at most once: the op input `xa`
+    (the first `C_ops` channels with partial channels), its ReLU, and the pooled bypass."""
+
+    def __init__(self, h: torch.Tensor, C_ops: Optional[int]):
+        self.h = h
+        if C_ops is None:
+            self.xa = h
+        else:
+            fmt = (torch.channels_last if h.is_contiguous(memory_format=torch.channels_last)
+                   else torch.contiguous_format)
+            self.xa = h[:, :C_ops].contiguous(memory_format=fmt)
+        self._relu = None
+        self._pooled = None
+
+    def relu(self) -> torch.Tensor:
+        if self._relu is None:
+            self._relu = F.relu(self.xa)
+        return self._relu
+
+    def bypass(self, edge: MixedOp) -> torch.Tensor:
+        if edge.bypass_pool is None:
+            return edge.bypass(self.h)
+        if self._pooled is None:
+            self._pooled = edge.bypass(self.h)
+        return self._pooled
 
 
 class SearchNetwork(nn.Module):
@@ -162,13 +317,15 @@ class SearchNetwork(nn.Module):
                  reduction="every_two", steps: int = 4, multiplier: int = 4,
                  stem_multiplier: int = 3, stem_stride: int = 1, pc_k: int = 1, head: str = "classifier",
                  freq_dim: Optional[int] = None,
-                 op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True):
+                 op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True,
+                 fused_edges: bool = True):
         super().__init__()
         self._init_kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, C=C, layers=layers,
             op_names=copy.deepcopy(op_names), reduction=copy.deepcopy(reduction), steps=steps,
             multiplier=multiplier, stem_multiplier=stem_multiplier, stem_stride=stem_stride, pc_k=pc_k, head=head,
-            freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last)
+            freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last,
+            fused_edges=fused_edges)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.steps = steps
@@ -188,7 +345,8 @@ class SearchNetwork(nn.Module):
             if is_reduction:
                 C_curr *= 2
             cell = SearchCell(steps, multiplier, C_pp, C_p, C_curr, is_reduction, reduction_prev,
-                              self.edge_ops["reduce" if is_reduction else "normal"], pc_k, op_dropout)
+                              self.edge_ops["reduce" if is_reduction else "normal"], pc_k, op_dropout,
+                              fused_edges)
             self.cells.append(cell)
             reduction_prev = is_reduction
             C_pp, C_p = C_p, multiplier * C_curr

@@ -1,0 +1,73 @@
+"""The fused search network (shared ReLU per state, op weights folded into the BatchNorms, one
+accumulated sum per node) computes what the plain per-op loop computes: same loss, same gradient
+of every weight, alpha and beta, same BatchNorm running statistics, from the same weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nasr.nas.search_model import SearchNetwork
+from nasr.nas.spaces import get_space
+
+
+def _pair(space, pc_k=1, **kw):
+    nets = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        nets.append(SearchNetwork(1, 5, 4, 3, get_space(space), reduction="thirds", pc_k=pc_k,
+                                  fused_edges=fused, **kw))
+    nets[1].load_state_dict(nets[0].state_dict())
+    return nets
+
+
+def _grads(net, x, y):
+    net.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    return loss, {n: p.grad for n, p in net.named_parameters()}
+
+
+# Between them every op (nas1: FactorizedReduce as skip at stride 2, pools with BN, dense dilated
+# convs; asr_revised: dilated separable convs, 1x7-7x1), full and partial channels; odd input sizes
+# so that the strided bypass pooling is exercised. The network is channels-last, as in the search.
+@pytest.mark.parametrize("space,pc_k", [("nas1", 1), ("asr_revised", 1), ("nas1", 2)])
+def test_fused_edges_match_the_plain_loop(space, pc_k):
+    ref, fused = _pair(space, pc_k)
+    x = torch.randn(4, 1, 13, 11, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():  # alphas (and betas) away from uniform, so that every weight matters
+        for a, b in zip(ref.arch_parameters(), fused.arch_parameters()):
+            a.copy_(torch.randn(a.shape, generator=torch.Generator().manual_seed(2)))
+            b.copy_(a)
+    loss_ref, g_ref = _grads(ref, x, y)
+    loss_fused, g_fused = _grads(fused, x, y)
+    torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-5, atol=1e-6)
+    assert g_ref.keys() == g_fused.keys()
+    for name in g_ref:
+        assert (g_ref[name] is None) == (g_fused[name] is None), name
+        if g_ref[name] is not None:
+            torch.testing.assert_close(g_fused[name], g_ref[name], rtol=1e-4, atol=1e-5, msg=name)
+    for (name, a), (_, b) in zip(ref.named_buffers(), fused.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)  # running stats, counts
+    ref.eval(), fused.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_edges_with_op_dropout_and_masks():
+    ref, fused = _pair("darts", op_dropout={"sep_conv_3x3": 0.3, "max_pool_3x3": 0.2})
+    mask = torch.ones(14, 8, dtype=torch.bool)
+    mask[::2, 5] = False
+    for net in (ref, fused):
+        net.set_op_mask(normal=mask)
+    x, y = torch.randn(2, 1, 10, 9), torch.tensor([1, 4])
+    torch.manual_seed(3)
+    loss_ref, g_ref = _grads(ref, x, y)
+    torch.manual_seed(3)  # the same dropout draws, in the same order
+    loss_fused, g_fused = _grads(fused, x, y)
+    torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-5, atol=1e-6)
+    for name in ("alphas_normal", "alphas_reduce", "cells.0.edges.3.ops.4.0.1.weight"):
+        torch.testing.assert_close(g_fused[name], g_ref[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_new_keeps_the_switch():
+    assert SearchNetwork(1, 5, 4, 3, get_space("darts"), fused_edges=False).new().cells[0].fused is False
