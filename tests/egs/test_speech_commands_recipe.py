@@ -29,8 +29,10 @@ train_nas1:
   batch_size: 16
 train_res15:
   epochs: 1
+  batch_size: 16
 train_tc_resnet14:
   epochs: 1
+  batch_size: 16
 """
 
 
