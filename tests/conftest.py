@@ -2,6 +2,7 @@
 import logging
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +19,13 @@ def _no_logging_handlers_outlive_a_test():
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: on a shared 2-core machine a second torch thread makes each op 10-60x slower.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,6 @@ search derives a network within 10% of it; the same search without the budget ex
 import json
 
 import pytest
-import torch
 
 from nasr.bin import profile_ops, search
 from nasr.models.registry import build_model
@@ -19,13 +18,7 @@ SEARCH = ("space: nas1\n"
           "augment: {p_noise: 0.0, shift_ms: 0.0}\n")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: on a shared 2-core machine a second thread makes each op 10-60x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ NET = {"in_channels": 3, "input_size": [16, 8], "num_classes": 6, "C": 4, "layer
        "steps": 4, "multiplier": 4, "stem_multiplier": 3, "stem_stride": 1, "head": "classifier"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg():
