@@ -4,8 +4,10 @@
 # evaluation networks with CTC, score token accuracy and greedy CER on test.
 #
 # Real corpus:       ./run.sh --corpus-dir /data/aishell   (downloaded there if absent)
-# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 19.2 min on 2 CPU cores
-#                    of an AMD EPYC)
+# Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 67.1 min from an empty
+#                    recipe dir on 2 CPU cores of an AMD EPYC with OMP_NUM_THREADS=1, the other core busy,
+#                    on 2026-12-03: 2 searched + 6 random networks x 4 epochs; 19.2 min on 2 threads before
+#                    the random architectures and equal epochs)
 set -euo pipefail
 
 # ---- options (each can be given as --name value) --------------------------------------------------
