@@ -80,6 +80,11 @@ if [ ! -f "conf/$train_name.yaml" ]; then
 fi
 
 . utils/stage.sh
+# The options that name this run's data and seeds, as the reports print its command.
+recipe_options() {
+  if $synth; then echo -n "--synth true"; else echo -n "--corpus-dir $corpus_dir --version $version --split $split"; fi
+  if [ "$seeds" -gt 1 ]; then echo -n " --seeds $seeds"; fi
+}
 
 if run_stage 0 "corpus"; then
   if $synth; then
@@ -174,7 +179,7 @@ if run_stage 6 "baselines ($baselines, $seeds seeds; $random_archs random $space
 fi
 
 if run_stage 7 "report"; then
-  note="Command: \`cd egs/speech_commands && ./run.sh $( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir --version $version --split $split")$( [ "$seeds" -gt 1 ] && echo " --seeds $seeds" || true)\`"
+  note="Command: \`cd egs/speech_commands && ./run.sh $(recipe_options)\`"
   python -m nasr.bin.report --exp-root exp --set test --out "$results" \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --note "$note"
@@ -199,6 +204,6 @@ if [ -n "$pareto_targets" ] && [ "$search" = darts ] && \
     if [ -f "$d/decode_test/results.json" ]; then python -m nasr.bin.export --exp-dir "$d" --format onnx; fi
   done
   python -m nasr.bin.report_pareto --exp-root exp --set test --results "$results" \
-    --note "Command: \`cd egs/speech_commands && ./run.sh ... --pareto-targets \"$pareto_targets\"\` (stage 8)"
+    --note "Command: \`cd egs/speech_commands && ./run.sh $(recipe_options) --stage 8 --pareto-targets \"$pareto_targets\"\`"
   done_stage 8
 fi

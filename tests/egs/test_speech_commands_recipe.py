@@ -141,3 +141,18 @@ def test_version_v0_02_with_the_official_lists(recipe, tmp_path):
             assert rel in test_wavs
     assert f"forward/{clip.name}" in (work / "data/valid/wav.scp").read_text()
     assert (work / "data/labels.txt").read_text().split() == ["yes", "no", "forward", "_unknown_", "_silence_"]
+
+
+def test_stage_8_pareto_on_the_finished_recipe(recipe):
+    """Stage 8 on the tiny run: one budgeted search, retrained, every network exported, the figure and
+    its table added to RESULTS.md under the command that made them (it printed `./run.sh ...`)."""
+    work, env, cmd, corpus, _ = recipe
+    proc = run(cmd + ["--stage", "8", "--pareto-targets", "3000"], work, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (work / "RESULTS.md").read_text()
+    assert "## Deployment" in table and (work / "RESULTS_pareto.png").stat().st_size > 0
+    assert (f"Command: `cd egs/speech_commands && ./run.sh --corpus-dir {corpus} --version v0.01 --split paper "
+            f"--seeds 2 --stage 8 --pareto-targets \"3000\"`") in table
+    assert f"./run.sh --corpus-dir {corpus} --version v0.01 --split paper --seeds 2`" in table  # stage 7's
+    assert "| train_nas1_params3000 | searched with a budget |" in table
+    assert (work / "exp/train_nas1_params3000/decode_test/results.json").exists()
