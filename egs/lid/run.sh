@@ -37,7 +37,8 @@ store=                      # candidate store: an SQLite file (default: exp/sear
                             # machine) or a database URL (postgresql://user:pass@host/db) for trainers
                             # on many machines; exp/ must then be on a shared filesystem (checkpoints)
 max_candidates=             # store-wide candidate budget (default: the config's search.max_candidates)
-time_budget=                # seconds each trainer may keep claiming candidates (default: no limit)
+time_budget=                # seconds each trainer may keep claiming candidates (default: no limit;
+                            # a time budget makes the search's reach depend on the machine's load)
 ensemble_members=3          # p: members retrained from scratch; rows p = 1..ensemble_members
 nj=2                        # feature extraction / corpus synthesis jobs
 synth_utts=1000             # synthetic corpus: utterances per language (80 gave 20-22% test accuracy:
@@ -68,7 +69,6 @@ if $synth; then
   # The paper's 5M-parameter LSTM scaled down, and one at about the searched tower's size.
   [ "$baseline_towers" = conf/baseline_lstm.json ] && \
     baseline_towers="conf/baseline_lstm_small.json conf/baseline_lstm_medium.json"
-  [ -z "$time_budget" ] && time_budget=600
 fi
 . utils/choices.sh
 check_choice --baseline-hparams "$baseline_hparams" search config
