@@ -10,7 +10,7 @@ Three kinds of exp dir hold a trained network; `load_trained` tells them apart b
     tower  nasr.bin.tower_ensemble train      config.yaml, member-<i>/model.pt        feats (N, T, F) -> logits (N, K),
                                                                                       the members' logits averaged
 
-Batch is a dynamic axis everywhere; time too for CTC networks and towers (a KWS network is exported
+Batch is a dynamic axis everywhere; time too for CTC networks (DFSMN-SAN's lengths as well) and towers (a KWS network is exported
 at its training clip length, what a keyword spotter feeds it). The exporter is torch's TorchScript
 one (`dynamo=False`): the dynamo exporter, torch 2.13's default, needs the onnxscript package and
 gave nothing the TorchScript one lacks for these convolution and RNN graphs.
@@ -101,7 +101,8 @@ class TrainedNetwork:
         x = torch.randn(shape, generator=g)
         if len(self.example) == 1:
             return (x,)
-        return x, torch.full((shape[0],), shape[2], dtype=torch.long)
+        # Lengths: the first utterance fills the batch, the others are shorter (padded frames).
+        return x, torch.tensor([max(1, shape[2] - 29 * i) for i in range(shape[0])])
 
 
 def _missing(path: Path, problem: str, fix: str) -> FormatError:
@@ -173,13 +174,8 @@ def load_trained(exp_dir, checkpoint: str = "best.pt", members: Optional[int] = 
         names = ["feats", "feats_lens"] if takes_lengths else ["feats"]
         axes = {"feats": {0: "batch", 2: "time"}, "log_probs": {0: "batch", 1: "out_time"}}
         if takes_lengths:
-            # DFSMN-SAN: the TorchScript exporter freezes its frame stacking and attention reshapes
-            # at the traced shape (tried: other lengths fail in onnxruntime), so it is exported for
-            # one batch size and length, --frames (default 1 s).
-            axes = {}
+            axes["feats_lens"] = {0: "batch"}
         info = {"model": model_cfg.get("name"), "units": data["num_units"]}
-        if not axes:
-            info["static_shape"] = f"exported for batch 1 and {frames} frames only"
         return TrainedNetwork("ctc", CtcLogProbs(model, takes_lengths).eval(), example, names, ["log_probs"],
                               axes, frames, str(ckpt), info)
     if "input_size" not in cfg or "in_channels" not in cfg["model"]:

@@ -87,21 +87,33 @@ class DfsmnComponent(nn.Module):
 
 
 class SelfAttentionSublayer(nn.Module):
-    """Pre-norm multi-head self-attention with a residual; padded frames are never attended to."""
+    """Pre-norm multi-head self-attention with a residual; padded frames are never attended to.
+
+    The projections are nn.MultiheadAttention's parameters (so checkpoints keep its layout), but the
+    attention is computed here with reshapes over the head dimensions only: nn.MultiheadAttention's
+    own forward reshapes by the batch and time sizes, which the ONNX exporter freezes at the traced
+    shape, and the exported model then failed on any other length."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         if dim % heads:
             raise ValueError(f"DFSMN-SAN: proj={dim} is not divisible by heads={heads} "
                              f"(fix: choose proj a multiple of heads)")
+        self.heads = heads
         self.norm = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.dropout = nn.Dropout(dropout)
 
+    def attend(self, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(N, T, dim) -> (N, T, dim): softmax(q k^T / sqrt(d_head)) v per head, keys masked by `valid`."""
+        qkv = F.linear(y, self.attn.in_proj_weight, self.attn.in_proj_bias)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :],
+                                           dropout_p=self.attn.dropout if self.training else 0.0)
+        return self.attn.out_proj(o.transpose(1, 2).flatten(2))
+
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        y = self.norm(x)
-        y, _ = self.attn(y, y, y, key_padding_mask=~valid, need_weights=False)
-        return x + self.dropout(y)
+        return x + self.dropout(self.attend(self.norm(x), valid))
 
 
 def default_san_positions(num_dfsmn: int, num_san: int) -> List[int]:
@@ -150,13 +162,13 @@ class DfsmnSan(nn.Module):
     def stack_frames(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
         """(N, C, T, D) -> (N, ceil(T/s), s*C*D), frames past each length zeroed first so that the
         last partial group holds the same zeros the utterance would get alone."""
-        n, c, t, d = x.shape
-        frames = x.permute(0, 2, 1, 3).reshape(n, t, c * d)
+        s, t = self.subsample, x.shape[2]
+        frames = x.permute(0, 2, 1, 3).flatten(2)
         frames = frames * length_mask(x_lens, t).unsqueeze(-1).to(frames.dtype)
-        pad = (-t) % self.subsample
-        if pad:
-            frames = F.pad(frames, (0, 0, 0, pad))
-        return frames.reshape(n, (t + pad) // self.subsample, self.subsample * c * d)
+        # Pad s - 1 zero frames and keep whole groups, with no branch on the length and reshapes by
+        # -1 and s only: a traced (ONNX) graph then holds for every length and batch size.
+        frames = F.pad(frames, (0, 0, 0, s - 1))[:, :(t + s - 1) // s * s]
+        return frames.unflatten(1, (-1, s)).flatten(2)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[3] != self.feat_dim:
@@ -169,7 +181,9 @@ class DfsmnSan(nn.Module):
                              f"per utterance")
         out_lens = self.output_lengths(x_lens)
         h = self.input_proj(self.stack_frames(x, x_lens))
-        valid = length_mask(out_lens, h.shape[1])
+        # The output length from the input's (not h.shape[1]): the ONNX exporter folded h's traced
+        # size into a constant, and the exported mask then held only for the traced length.
+        valid = length_mask(out_lens, (x.shape[2] + self.subsample - 1) // self.subsample)
         h = h * valid.unsqueeze(-1).to(h.dtype)
         for i, component in enumerate(self.dfsmn, start=1):
             h = h + component(h, valid)

@@ -132,3 +132,21 @@ def test_registry_builds_ctc_convention_and_infers_padding():
         build_model(dict(cfg, name="dfsmn_san", num_classes=11, layers=3))
     with pytest.raises(ValueError, match="comes from the data"):
         build_model(dict(cfg, name="dfsmn_san", num_classes=11, vocab_size=11))
+
+
+def test_attention_matches_torch_multihead_attention():
+    """The sublayer computes attention itself (so that ONNX export keeps time dynamic) from
+    nn.MultiheadAttention's parameters: it must give what that module's forward gives, padded keys
+    masked, so that checkpoints trained before keep their outputs."""
+    from nasr.models.dfsmn_san import SelfAttentionSublayer
+
+    torch.manual_seed(0)
+    layer = SelfAttentionSublayer(32, 4, dropout=0.0).eval()
+    x = torch.randn(3, 11, 32)
+    valid = torch.arange(11)[None, :] < torch.tensor([11, 7, 2])[:, None]
+    y = layer.norm(x)
+    want, _ = layer.attn(y, y, y, key_padding_mask=~valid, need_weights=False)
+    torch.testing.assert_close(layer(x, valid), x + want, rtol=1e-5, atol=1e-6)
+    layer.train()  # the autograd path too
+    torch.testing.assert_close(layer(x, valid), x + layer.attn(y, y, y, key_padding_mask=~valid,
+                                                                need_weights=False)[0], rtol=1e-5, atol=1e-6)
