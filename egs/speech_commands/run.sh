@@ -6,7 +6,7 @@
 # Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; from an empty recipe dir
 #                    27.1 min on 2 CPU cores of an AMD EPYC on 2026-12-02, 17.4 min on a faster day,
 #                    with that day's profile; with the equal-budget profile of 2026-12-03, every model
-#                    40 epochs, stages 4-6 alone took 43.8 min with --seeds 3 as two 1-thread jobs)
+#                    40 epochs, stages 4-6 alone took 43.7 min with --seeds 3 as two 1-thread jobs)
 # Own data dirs:     ./run.sh --stage 3 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
 set -euo pipefail
 
