@@ -10,8 +10,8 @@ Three kinds of exp dir hold a trained network; `load_trained` tells them apart b
     tower  nasr.bin.tower_ensemble train      config.yaml, member-<i>/model.pt        feats (N, T, F) -> logits (N, K),
                                                                                       the members' logits averaged
 
-Batch is a dynamic axis everywhere; time too for CTC networks (DFSMN-SAN's lengths as well) and towers (a KWS network is exported
-at its training clip length, what a keyword spotter feeds it). The exporter is torch's TorchScript
+Batch is a dynamic axis everywhere; time too for CTC networks (and DFSMN-SAN's lengths input) and
+towers (a KWS network is exported at its training clip length, what a keyword spotter feeds it). The exporter is torch's TorchScript
 one (`dynamo=False`): the dynamo exporter, torch 2.13's default, needs the onnxscript package and
 gave nothing the TorchScript one lacks for these convolution and RNN graphs.
 """
