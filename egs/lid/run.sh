@@ -6,7 +6,9 @@
 # Real corpus:       ./run.sh --langs "en de fr es" --corpus-dir /data/voxlingua107  (downloaded if absent)
 # Own unzipped tree: ./run.sh --corpus-dir /data/voxlingua107 --download false
 # Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; 2 trainers on 2 CPU cores
-#                    of an AMD EPYC: 22.5 min from an empty recipe dir)
+#                    of an AMD EPYC: 22.5 min from an empty recipe dir with the 600 s search budget
+#                    of then; with the fixed 30 candidates of 2026-12-03, stages 3-6 took 66.3 min
+#                    on the 2 cores shared with other runs)
 # Own data dirs:     ./run.sh --stage 2 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
 # Many machines:     ./run.sh --stage 3 --num-trainers 15 --store postgresql://user:pass@dbhost/towers
 #                    (cmd.sh's Slurm runner; exp/ on a shared filesystem; pip install -e .[server])
