@@ -42,7 +42,8 @@ pareto_targets=             # stage 8 (off when empty): parameter targets, e.g. 
                             # search per target with the budget cost: {metric: params, target: T} on the
                             # retrained network, retrained and scored; then every trained network is
                             # exported to ONNX and timed, and accuracy against parameters and against
-                            # latency goes into one figure in $results (after stage 7, which rewrites it)
+                            # latency goes into one figure in $results, after the table of stage 7
+                            # (rewritten with the budgeted networks' rows)
 
 help_message="Usage: $0 [options]
  e.g.: $0 --synth true
@@ -179,11 +180,14 @@ if run_stage 6 "baselines ($baselines, $seeds seeds; $random_archs random $space
   done_stage 6
 fi
 
-if run_stage 7 "report"; then
-  note="Command: \`cd egs/speech_commands && ./run.sh $(recipe_options)\`"
+write_report() {  # the table of every scored model in exp/ (stage 7; stage 8 again, after scoring its own)
   python -m nasr.bin.report --exp-root exp --set test --out "$results" \
     --title "Speech Commands: DARTS keyword spotting ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
-    --note "$note"
+    --note "Command: \`cd egs/speech_commands && ./run.sh $(recipe_options)\`"
+}
+
+if run_stage 7 "report"; then
+  write_report
   done_stage 7
 fi
 
@@ -204,6 +208,9 @@ if [ -n "$pareto_targets" ] && [ "$search" = darts ] && \
   for d in exp/train_*; do
     if [ -f "$d/decode_test/results.json" ]; then python -m nasr.bin.export --exp-dir "$d" --format onnx; fi
   done
+  # The main table gains the budgeted networks' rows (stage 7 ran before they were scored), then
+  # the Pareto section goes after it (the report rewrites $results).
+  write_report
   python -m nasr.bin.report_pareto --exp-root exp --set test --results "$results" \
     --note "Command: \`cd egs/speech_commands && ./run.sh $(recipe_options) --stage 8 --pareto-targets \"$pareto_targets\"\`"
   done_stage 8

@@ -156,3 +156,6 @@ def test_stage_8_pareto_on_the_finished_recipe(recipe):
     assert f"./run.sh --corpus-dir {corpus} --version v0.01 --split paper --seeds 2`" in table  # stage 7's
     assert "| train_nas1_params3000 | searched with a budget |" in table
     assert (work / "exp/train_nas1_params3000/decode_test/results.json").exists()
+    # The main table has the budgeted network's row too (stage 7 ran before it was scored).
+    main_table = table.split("## Deployment")[0]
+    assert "| train_nas1_params3000 |" in main_table and table.count("## Deployment") == 1
