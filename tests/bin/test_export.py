@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 import yaml
+from torch import nn
 
 from nasr.bin import export, train
 from nasr.deploy.export import load_trained
