@@ -32,10 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-SEARCH_VARIANTS = {  # name: (fused_edges, pc_k)
-    "old": (False, 1),
-    "new": (True, 1),
-    "pc4": (True, 4),
+SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges)
+    "old": (False, 1, False),
+    "new": (True, 1, False),
+    "pc4keep": (True, 4, False),  # PC-DARTS keeping its ops' activations (before recomputation)
+    "pc4": (True, 4, True),       # the default with partial channels: ops recomputed in backward
 }
 
 
@@ -63,7 +64,7 @@ def _interleaved(steps: dict, repeats: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the search step
 
-def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int):
+def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, recompute: bool):
     import torch
     import torch.nn.functional as F
 
@@ -75,7 +76,7 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int):
     x = torch.randn(batch, 1, 101, 40)
     y = torch.randint(0, 12, (batch,))
     model = SearchNetwork(1, 12, C, layers, get_space("nas1"), reduction="every_two", pc_k=pc_k,
-                          freq_dim=40, fused_edges=fused)
+                          freq_dim=40, fused_edges=fused, recompute_edges=recompute)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
 
     def loss_fn(m, b):
@@ -93,14 +94,12 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int):
 
 
 def search_times(batch, C, layers, repeats) -> dict:
-    steps = {name: search_step_fn(batch, C, layers, fused, pc_k)
-             for name, (fused, pc_k) in SEARCH_VARIANTS.items()}
+    steps = {name: search_step_fn(batch, C, layers, *spec) for name, spec in SEARCH_VARIANTS.items()}
     return _interleaved(steps, repeats)
 
 
 def search_memory(batch, C, layers, variant) -> dict:
-    fused, pc_k = SEARCH_VARIANTS[variant]
-    step = search_step_fn(batch, C, layers, fused, pc_k)
+    step = search_step_fn(batch, C, layers, *SEARCH_VARIANTS[variant])
     base = _rss_mb()
     step()  # the first step's peak is the step's: the same activations as any later step
     peak = _rss_mb()

@@ -50,7 +50,11 @@ from nasr.utils.log import progress, setup_logging
 DEFAULTS = {
     "space": "nas1",
     "model": {"C": 16, "layers": 6, "reduction": "every_two", "steps": 4, "multiplier": 4,
-              "stem_multiplier": 3, "stem_stride": 1, "pc_k": 1},
+              "stem_multiplier": 3, "stem_stride": 1, "pc_k": 1,
+              # Recompute each edge's ops in backward instead of keeping their activations: with
+              # pc_k 4, 0.24x the full supernet's peak memory for ~1.4x PC-DARTS's step time
+              # (README, speed section; bench/search_step.py).
+              "recompute_edges": False},
     "epochs": 50,
     "batch_size": 16,
     "optim": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3.0e-4, "grad_clip": 5.0},
@@ -101,7 +105,7 @@ CHECKS = {
     "seed": non_negative_int,
 }
 # Settings a resume may change: they do not alter the search.
-MAY_CHANGE = ("num_workers",)
+MAY_CHANGE = ("num_workers", "model.recompute_edges")  # neither changes what is computed
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -229,7 +233,7 @@ def run(args, argv) -> int:
     model = SearchNetwork(c_in, len(labels), m["C"], m["layers"], op_names, reduction=m["reduction"],
                           steps=m["steps"], multiplier=m["multiplier"],
                           stem_multiplier=m["stem_multiplier"], stem_stride=m["stem_stride"], pc_k=m["pc_k"],
-                          freq_dim=freq).to(device)
+                          freq_dim=freq, recompute_edges=m["recompute_edges"]).to(device)
     o, a = cfg["optim"], cfg["arch"]
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=o["lr"], momentum=o["momentum"],
                             weight_decay=o["weight_decay"])

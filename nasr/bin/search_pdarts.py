@@ -59,7 +59,8 @@ log = logging.getLogger("nasr.search_pdarts")
 
 DEFAULTS = dict(PDARTS_DEFAULTS, **{
     "model": {"C": 16, "reduction": "thirds", "steps": 4, "multiplier": 4, "stem_multiplier": 3,
-              "stem_stride": 1, "pc_k": 1, "channels_last": True},
+              "stem_stride": 1, "pc_k": 1, "channels_last": True,
+              "recompute_edges": False},  # as nasr.bin.search: memory for time
     "batch_size": 4,
     "max_frames": 1024,
     "max_train_utts": None,
@@ -108,7 +109,7 @@ CHECKS = {
     "pick.optim.lr": positive_number,
 }
 # Settings a resume may change: they do not alter the search.
-MAY_CHANGE = ("num_workers",)
+MAY_CHANGE = ("num_workers", "model.recompute_edges")  # neither changes what is computed
 # The id prefix of Kaldi's speed-perturbed copies (utils/perturb_data_dir_speed.sh): sp0.9-, sp1.1-.
 SPEED_PERTURBED_ID = re.compile(r"^sp[0-9.]+-")
 
@@ -193,7 +194,8 @@ def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: 
                              stem_multiplier=m["stem_multiplier"], stem_stride=m["stem_stride"],
                              pc_k=m["pc_k"], head="ctc",
                              freq_dim=freq, op_dropout=op_dropout,
-                             channels_last=m["channels_last"]).to(device)
+                             channels_last=m["channels_last"],
+                             recompute_edges=m["recompute_edges"]).to(device)
 
     def batches(indices, salt):
         def epoch_batches(epoch):

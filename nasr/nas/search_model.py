@@ -18,6 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
 from nasr.nas.ops import (OPS, POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head,
@@ -58,23 +59,43 @@ def _op_plan(name: str, op: nn.Module):
     return (takes_relu, body, bn)
 
 
-def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch.Tensor] = None,
+                      update_stats: bool = True) -> torch.Tensor:
     """``scale * bn(x)`` in one pass: the scale (a 0-dim tensor, e.g. an op's softmax weight) is
     the BatchNorm's affine weight, so the weighted sum of an edge costs no extra pass over the
-    op's output forward or backward; running statistics are updated exactly as `bn(x)` does."""
+    op's output forward or backward; running statistics are updated exactly as `bn(x)` does.
+    ``update_stats=False`` (a recomputation in backward: `recomputed_edge`) computes the same
+    output and autograd graph but updates copies of the running statistics, not the module's."""
     momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+    counts = bn.training and bn.track_running_stats and bn.num_batches_tracked is not None
+    if counts and update_stats:
         bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average
-            momentum = 1.0 / float(bn.num_batches_tracked)
+    if counts and bn.momentum is None:  # cumulative moving average
+        momentum = 1.0 / float(bn.num_batches_tracked)
     use_batch_stats = bn.training or bn.running_mean is None
-    # A materialised weight: torch 2.13's channels-last CPU BatchNorm backward reads a stride-0
-    # (expanded) weight wrongly (wrong input gradients, found by tests/nas/test_fused_edges.py).
-    weight = scale.expand(x.size(1)).contiguous() if bn.weight is None else bn.weight * scale
-    bias = None if bn.bias is None else bn.bias * scale
+    weight, bias = bn.weight, bn.bias
+    if scale is not None:
+        # A materialised weight: torch 2.13's channels-last CPU BatchNorm backward reads a stride-0
+        # (expanded) weight wrongly (wrong input gradients, found by tests/nas/test_fused_edges.py).
+        weight = scale.expand(x.size(1)).contiguous() if weight is None else weight * scale
+        bias = None if bias is None else bias * scale
     track = not bn.training or bn.track_running_stats
-    return F.batch_norm(x, bn.running_mean if track else None, bn.running_var if track else None,
-                        weight, bias, use_batch_stats, momentum, bn.eps)
+    mean, var = (bn.running_mean, bn.running_var) if track else (None, None)
+    if mean is not None and bn.training and not update_stats:
+        mean, var = mean.clone(), var.clone()
+    return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, momentum, bn.eps)
+
+
+def update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """What a training-mode `bn` does to its running statistics given a batch's per-channel
+    `mean` and biased `var` over `n` values per channel (the running variance is unbiased)."""
+    if not (bn.track_running_stats and bn.running_mean is not None):
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        bn.running_var.mul_(1 - m).add_(var * (n / max(n - 1, 1)), alpha=m)
 
 
 class MixedOp(nn.Module):
@@ -126,24 +147,40 @@ class MixedOp(nn.Module):
                 raise ValueError(f"op dropout for '{name}' must be in [0, 1), got {p}")
         self.op_dropout = {k: float(v) for k, v in op_dropout.items()}
 
+    def pool_ops(self, active: Optional[Sequence[bool]] = None) -> List[int]:
+        """Indices of the pooling ops (pool, then a non-affine BatchNorm) of this edge that run."""
+        return [k for k, name in enumerate(self.op_names)
+                if name in POOLING_OPS and (active is None or active[k])]
+
+    def runs_any(self, active: Optional[Sequence[bool]] = None) -> bool:
+        """Does any op of this edge run (not `none`, not masked)?"""
+        return any(plan is not None and (active is None or active[k]) for k, plan in enumerate(self._plan))
+
     def accumulate(self, xa: torch.Tensor, relu_xa, weights: torch.Tensor,
                    active: Optional[Sequence[bool]] = None, scale: Optional[torch.Tensor] = None,
-                   acc: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+                   acc: Optional[torch.Tensor] = None, update_stats: bool = True,
+                   pooled: Optional[Mapping[int, torch.Tensor]] = None) -> Optional[torch.Tensor]:
         """Add ``scale * sum_k w_k op_k(xa)`` to `acc` (in place when `acc` is given; None when no
         op runs). `xa` is the input the ops see (the first C/pc_k channels with partial channels);
-        `relu_xa()` returns its ReLU, computed once by the caller for every edge that reads `xa`."""
+        `relu_xa()` returns its ReLU, computed once by the caller for every edge that reads `xa`.
+        ``update_stats=False``: the BatchNorms leave their running statistics alone (a recomputation).
+        `pooled` {op index: output}: ops whose output the caller computed (`_StateInput.pool`)."""
         for k, plan in enumerate(self._plan):
             if plan is None or (active is not None and not active[k]):
                 continue
             takes_relu, body, bn = plan
             w = weights[k] if scale is None else weights[k] * scale
             y = relu_xa() if takes_relu else xa
-            if isinstance(body, FactorizedReduce):
+            if pooled is not None and k in pooled:
+                y = pooled[k] * w
+            elif isinstance(body, FactorizedReduce):
                 y = body.body(y)
             else:
                 for m in body:
-                    y = m(y)
-            y = scaled_batch_norm(bn, y, w) if bn is not None else w * y
+                    y = m(y) if update_stats or not isinstance(m, nn.BatchNorm2d) else (
+                        scaled_batch_norm(m, y, update_stats=False))
+            if pooled is None or k not in pooled:
+                y = scaled_batch_norm(bn, y, w, update_stats) if bn is not None else w * y
             p = self.op_dropout.get(self.op_names[k], 0.0)
             if p > 0.0 and self.training:
                 y = F.dropout(y, p=p, training=True)
@@ -191,19 +228,44 @@ class MixedOp(nn.Module):
         return out
 
 
+def recomputed_edge(edge: MixedOp, xa: torch.Tensor, relu_xa: torch.Tensor, weights: torch.Tensor,
+                    active: Optional[Sequence[bool]], scale: Optional[torch.Tensor],
+                    pooled: Optional[Mapping[int, torch.Tensor]] = None) -> torch.Tensor:
+    """``edge.accumulate`` under activation checkpointing: autograd keeps only the edge's inputs
+    and runs the ops again in backward, so an edge holds none of its ops' activations between the
+    forward and the backward pass. The recomputation normalises with the same batch statistics
+    but leaves the running statistics alone (they are updated once, in the forward pass), and
+    replays the forward's random state (op dropout draws the same mask). `pooled` outputs
+    (computed once per state, outside) are inputs, kept rather than recomputed."""
+    calls = []
+    keys = list(pooled or {})
+
+    def run(xa, relu_xa, weights, scale, *pools):
+        first = not calls
+        calls.append(1)
+        return edge.accumulate(xa, lambda: relu_xa, weights, active, scale, None, update_stats=first,
+                               pooled=dict(zip(keys, pools)))
+
+    return checkpoint(run, xa, relu_xa, weights, scale, *[pooled[k] for k in keys], use_reentrant=False)
+
+
 class SearchCell(nn.Module):
     """A DAG of 2 inputs and `steps` nodes; every node sums MixedOps from all earlier states.
 
     `op_names` is one op list for every edge, or one list per edge (P-DARTS stages keep a different
     subset per edge). The output concatenates the last `multiplier` nodes.
+    ``recompute_edges`` (fused edges only) recomputes each edge's ops in backward instead of
+    keeping their activations (`recomputed_edge`): PC-DARTS's memory saving, taken further.
     """
 
     def __init__(self, steps: int, multiplier: int, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool, op_names, pc_k: int = 1,
-                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True):
+                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True,
+                 recompute_edges: bool = False):
         super().__init__()
         self.reduction = reduction
         self.fused = fused
+        self.recompute_edges = recompute_edges and fused
         self.pc_k = pc_k
         self.C_ops = C // pc_k
         self.steps = steps
@@ -258,12 +320,19 @@ class SearchCell(nn.Module):
         while len(inputs) < len(states):
             inputs.append(_StateInput(states[len(inputs)], self.C_ops if self.pc_k > 1 else None))
         acc, rest = None, None
+        recompute = self.recompute_edges and torch.is_grad_enabled()
         for j, inp in enumerate(inputs):
             e = offset + j
             edge = self.edges[e]
             beta = None if edge_weights is None else edge_weights[e]
-            acc = edge.accumulate(inp.xa, inp.relu, weights[e], None if active is None else active[e],
-                                  beta, acc)
+            act = None if active is None else active[e]
+            # Training: every edge reading this state gets the same normalised pool outputs.
+            pooled = {k: inp.pool(edge, k) for k in edge.pool_ops(act)} if edge.training else None
+            if not recompute:
+                acc = edge.accumulate(inp.xa, inp.relu, weights[e], act, beta, acc, pooled=pooled)
+            elif edge.runs_any(act):
+                y = recomputed_edge(edge, inp.xa, inp.relu(), weights[e], act, beta, pooled)
+                acc = y if acc is None else acc + y
             if self.pc_k > 1:
                 r = inp.bypass(edge)
                 r = r if beta is None else beta * r
@@ -277,7 +346,10 @@ class SearchCell(nn.Module):
 
 class _StateInput:
     """What the edges leaving one cell state read, each computed at most once: the op input `xa`
-    (the first `C_ops` channels with partial channels), its ReLU, and the pooled bypass."""
+    (the first `C_ops` channels with partial channels), its ReLU, the pooled bypass, and in
+    training the pooling ops' outputs: a pool has no weights and its BatchNorm (non-affine,
+    batch statistics) none either, so BN(pool(xa)) is the same tensor on every edge that reads
+    this state; only each edge's running statistics are its own."""
 
     def __init__(self, h: torch.Tensor, C_ops: Optional[int]):
         self.h = h
@@ -289,6 +361,22 @@ class _StateInput:
             self.xa = h[:, :C_ops].contiguous(memory_format=fmt)
         self._relu = None
         self._pooled = None
+        self._pools: Dict[str, tuple] = {}
+
+    def pool(self, edge: MixedOp, k: int) -> torch.Tensor:
+        """BN(pool(xa)) of `edge`'s pooling op `k` in training mode; updates that op's running
+        statistics as its own BatchNorm would."""
+        _, body, bn = edge._plan[k]
+        name = edge.op_names[k]
+        if name not in self._pools:
+            y = body[0](self.xa)
+            with torch.no_grad():
+                var, mean = torch.var_mean(y, dim=(0, 2, 3), unbiased=False)
+            out = F.batch_norm(y, None, None, None, None, True, 0.0, bn.eps)
+            self._pools[name] = (out, mean, var, y.numel() // y.size(1))
+        out, mean, var, n = self._pools[name]
+        update_running_stats(bn, mean, var, n)
+        return out
 
     def relu(self) -> torch.Tensor:
         if self._relu is None:
@@ -318,14 +406,14 @@ class SearchNetwork(nn.Module):
                  stem_multiplier: int = 3, stem_stride: int = 1, pc_k: int = 1, head: str = "classifier",
                  freq_dim: Optional[int] = None,
                  op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True,
-                 fused_edges: bool = True):
+                 fused_edges: bool = True, recompute_edges: bool = False):
         super().__init__()
         self._init_kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, C=C, layers=layers,
             op_names=copy.deepcopy(op_names), reduction=copy.deepcopy(reduction), steps=steps,
             multiplier=multiplier, stem_multiplier=stem_multiplier, stem_stride=stem_stride, pc_k=pc_k, head=head,
             freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last,
-            fused_edges=fused_edges)
+            fused_edges=fused_edges, recompute_edges=recompute_edges)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.steps = steps
@@ -346,7 +434,7 @@ class SearchNetwork(nn.Module):
                 C_curr *= 2
             cell = SearchCell(steps, multiplier, C_pp, C_p, C_curr, is_reduction, reduction_prev,
                               self.edge_ops["reduce" if is_reduction else "normal"], pc_k, op_dropout,
-                              fused_edges)
+                              fused_edges, recompute_edges)
             self.cells.append(cell)
             reduction_prev = is_reduction
             C_pp, C_p = C_p, multiplier * C_curr

@@ -29,9 +29,14 @@ def _grads(net, x, y):
 # Between them every op (nas1: FactorizedReduce as skip at stride 2, pools with BN, dense dilated
 # convs; asr_revised: dilated separable convs, 1x7-7x1), full and partial channels; odd input sizes
 # so that the strided bypass pooling is exercised. The network is channels-last, as in the search.
-@pytest.mark.parametrize("space,pc_k", [("nas1", 1), ("asr_revised", 1), ("nas1", 2)])
-def test_fused_edges_match_the_plain_loop(space, pc_k):
-    ref, fused = _pair(space, pc_k)
+# Recomputed edges (ops run again in backward) must give the same gradients and update the running
+# statistics once per forward. In training, the pooling ops' outputs are shared by the edges that
+# read one state (nas1 and darts have both pools).
+@pytest.mark.parametrize("space,pc_k,recompute", [("nas1", 1, False), ("asr_revised", 1, False),
+                                                  ("nas1", 2, False), ("nas1", 2, True),
+                                                  ("asr_revised", 1, True)])
+def test_fused_edges_match_the_plain_loop(space, pc_k, recompute):
+    ref, fused = _pair(space, pc_k, recompute_edges=recompute)
     x = torch.randn(4, 1, 13, 11, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 3])
     with torch.no_grad():  # alphas (and betas) away from uniform, so that every weight matters
@@ -53,10 +58,14 @@ def test_fused_edges_match_the_plain_loop(space, pc_k):
         torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-5)
 
 
-def test_fused_edges_with_op_dropout_and_masks():
-    ref, fused = _pair("darts", op_dropout={"sep_conv_3x3": 0.3, "max_pool_3x3": 0.2})
+@pytest.mark.parametrize("recompute", [False, True])
+def test_fused_edges_with_op_dropout_and_masks(recompute):
+    # Recomputed edges must replay the forward's dropout masks in backward.
+    ref, fused = _pair("darts", op_dropout={"sep_conv_3x3": 0.3, "max_pool_3x3": 0.2},
+                       recompute_edges=recompute)
     mask = torch.ones(14, 8, dtype=torch.bool)
     mask[::2, 5] = False
+    mask[1::3, 1] = False  # max_pool_3x3 off on some edges: their running statistics stay put
     for net in (ref, fused):
         net.set_op_mask(normal=mask)
     x, y = torch.randn(2, 1, 10, 9), torch.tensor([1, 4])
@@ -67,7 +76,12 @@ def test_fused_edges_with_op_dropout_and_masks():
     torch.testing.assert_close(loss_fused, loss_ref, rtol=1e-5, atol=1e-6)
     for name in ("alphas_normal", "alphas_reduce", "cells.0.edges.3.ops.4.0.1.weight"):
         torch.testing.assert_close(g_fused[name], g_ref[name], rtol=1e-4, atol=1e-5, msg=name)
+    for (name, a), (_, b) in zip(ref.named_buffers(), fused.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_new_keeps_the_switch():
     assert SearchNetwork(1, 5, 4, 3, get_space("darts"), fused_edges=False).new().cells[0].fused is False
+    net = SearchNetwork(1, 5, 4, 3, get_space("darts"), pc_k=2, recompute_edges=True)
+    assert net.cells[0].recompute_edges and net.new().cells[0].recompute_edges
+    assert not SearchNetwork(1, 5, 4, 3, get_space("darts"), pc_k=2).new().cells[0].recompute_edges
