@@ -36,7 +36,7 @@ from nasr.nas.search_model import SearchNetwork
 from nasr.nas.spaces import OP_SPACES, get_space
 from nasr.train.checkpoint import (latest_checkpoint, load_checkpoint, load_model_state, restore_rng_states,
                                    rng_states, save_checkpoint)
-from nasr.train.kws import full_batches, input_shape, load_labels, make_dataset, make_loader
+from nasr.train.kws import EpochLoader, full_batches, input_shape, load_labels, make_dataset, make_loader
 from nasr.train.loop import WaitClock, autocast_context
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (keys_of, load_config, non_negative_int, non_negative_number, one_of, optional,
@@ -268,14 +268,15 @@ def run(args, argv) -> int:
 
     writer = SummaryWriter(str(exp / "tensorboard"))
     step = start_epoch * (len(train_ds) // cfg["batch_size"])
+    train_batches = EpochLoader(train_ds, cfg["batch_size"], True, cfg["seed"], cfg["num_workers"],
+                                drop_last=True, pin_memory=plan.pin_memory)
+    valid_batches = EpochLoader(valid_ds, cfg["batch_size"], True, cfg["seed"] + 1, cfg["num_workers"],
+                                drop_last=True, pin_memory=plan.pin_memory)
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         t0 = time.time()
         lr = sched.get_last_lr()[0]
         model.train()
-        train_loader = make_loader(train_ds, cfg["batch_size"], True, cfg["seed"], epoch,
-                                   cfg["num_workers"], drop_last=True, pin_memory=plan.pin_memory)
-        valid_loader = make_loader(valid_ds, cfg["batch_size"], True, cfg["seed"] + 1, epoch,
-                                   cfg["num_workers"], drop_last=True, pin_memory=plan.pin_memory)
+        train_loader, valid_loader = train_batches.at(epoch), valid_batches.at(epoch)
         tot = {"loss": 0.0, "correct": 0, "n": 0}
         bar = progress(zip(train_loader, cycle(valid_loader)), total=len(train_loader),
                        desc=f"search epoch {epoch}", unit="step")

@@ -23,8 +23,8 @@ from torch.utils.data import Subset
 from nasr.models.registry import build_model, check_model_config
 from nasr.train.checkpoint import (ensure_best, latest_checkpoint, load_checkpoint, load_model_state,
                                    restore_rng_states, rng_states, save_checkpoint)
-from nasr.train.kws import (batch_featurizer, full_batches, input_shape, kws_parts, load_labels, make_dataset,
-                            make_loader, speaker_holdout)
+from nasr.train.kws import (EpochLoader, batch_featurizer, full_batches, input_shape, kws_parts, load_labels,
+                            make_dataset, make_loader, speaker_holdout)
 from nasr.train.loop import evaluate, train_one_epoch
 from nasr.train.resume import check_resume_config, config_changes, record_config_change
 from nasr.utils.config import (load_config, non_negative_int, non_negative_number, one_of, positive_int,
@@ -244,17 +244,20 @@ def run(args, argv) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(exp / "tensorboard"))
+    train_loader = EpochLoader(train_ds, cfg["batch_size"], True, cfg["seed"], cfg["num_workers"],
+                               drop_last=True, pin_memory=plan.pin_memory)
     for epoch in range(start + 1, cfg["epochs"] + 1):
         t0 = time.time()
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = mcfg.get("drop_path_prob", 0.0) * (epoch - 1) / cfg["epochs"]
-        loader = make_loader(train_ds, cfg["batch_size"], True, cfg["seed"], epoch, cfg["num_workers"],
-                             drop_last=True, pin_memory=plan.pin_memory)
+        loader = train_loader.at(epoch)
         lr = sched.get_last_lr()[0]
         tr = train_one_epoch(model, loader, opt, device, epoch=epoch, aux_weight=cfg["aux_weight"],
                              grad_clip=o["grad_clip"], amp=plan.amp_dtype, scaler=scaler, writer=writer,
                              featurize=featurize,
                              global_step=(epoch - 1) * steps_per_epoch, scheduler_step=sched.step)
+        if epoch < cfg["epochs"]:
+            train_loader.prefetch(epoch + 1)  # the workers load while the epoch is evaluated and saved
         rec = {"epoch": epoch, "lr": lr, "train": {"loss": tr["loss"], "acc": tr["acc"]},
                "data_wait_frac": tr["data_wait_frac"]}
         if valid_ds is not None:

@@ -68,3 +68,44 @@ def test_wait_clock_leaves_out_what_resume_skips():
     time.sleep(0.02)
     c.done()
     assert c.wait_s < 0.01 and c.step_s >= 0.02
+
+
+class EpochDrawn(torch.utils.data.Dataset):
+    """An item that depends on the dataset's epoch (as an augmentation draw does) and tells which
+    process made it."""
+
+    def __init__(self, n):
+        self.n, self.epoch = n, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import os
+        return torch.tensor([i, self.epoch, os.getpid()])
+
+
+def test_epoch_loader_keeps_its_workers_and_the_per_epoch_order_and_draws():
+    from torch.utils.data import DataLoader
+
+    from nasr.train.kws import EpochLoader
+
+    ds = EpochDrawn(10)
+    loader = EpochLoader(ds, 4, True, seed=7, num_workers=1)
+    pids = set()
+    for epoch in (1, 2, 3):
+        got = torch.cat(list(loader.at(epoch)))
+        # The order a per-epoch DataLoader(shuffle, generator seeded from (seed, epoch)) gave,
+        # so a resumed run sees the batches it would have seen.
+        g = torch.Generator().manual_seed(7 * 100003 + epoch)
+        old = torch.cat([b[:, 0] for b in DataLoader(EpochDrawn(10), 4, shuffle=True, generator=g)])
+        assert got[:, 0].tolist() == old.tolist()
+        assert set(got[:, 1].tolist()) == {epoch}  # the worker drew this epoch's items
+        pids |= set(got[:, 2].tolist())
+    assert len(pids) == 1 and pids != {__import__("os").getpid()}  # one worker, kept across epochs
+    state = torch.get_rng_state()
+    list(EpochLoader(ds, 4, True, seed=7).at(4))
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG (dropout draws) untouched
