@@ -231,6 +231,8 @@ fi
 
 if run_stage 7 "report"; then
   opts="$( $synth && echo '--synth true' || echo "--corpus-dir $corpus_dir") --unit $unit$( [ "$train_seeds" -gt 1 ] && echo " --train-seeds $train_seeds" || true)"
+  # the random-cell rows' count, when it is not the mode's default (3; 0 with --synth true)
+  [ "$random_archs" != "$($synth && echo 0 || echo 3)" ] && opts="$opts --random-archs $random_archs"
   python -m nasr.bin.report_transfer --exp-root exp --sets "$test_sets" --out RESULTS.md \
     --title "AISHELL-2: transfer of the searched cells ($( $synth && echo synthetic corpus || echo "$corpus_dir"))" \
     --command "cd egs/aishell2 && ./run.sh $opts" --reference dfsmn_san

@@ -86,6 +86,7 @@ def test_every_stage_and_the_report(recipe):
     assert re.search(r"`train_asrnet_b` \(2 run\(s\), [\d.]+ ± [\d.]+\) (beats|trails|ties) `train_dfsmn_san` "
                      r"\(2 run\(s\)", table), table
     assert "--train-seeds 2" in table
+    assert "--random-archs 1" in table  # the command that makes these rows, not the default's 3
     for r in results["systems"]:
         assert f"{r['wfst']['cer']:.2f}" in table
     assert "AISHELL-2)" in table and "--corpus-dir" in table
