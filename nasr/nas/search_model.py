@@ -370,8 +370,8 @@ class _StateInput:
         name = edge.op_names[k]
         if name not in self._pools:
             y = body[0](self.xa)
-            with torch.no_grad():
-                var, mean = torch.var_mean(y, dim=(0, 2, 3), unbiased=False)
+            with torch.no_grad():  # in fp32 also under bf16 autocast, as BatchNorm's own statistics
+                var, mean = torch.var_mean(y.float(), dim=(0, 2, 3), unbiased=False)
             out = F.batch_norm(y, None, None, None, None, True, 0.0, bn.eps)
             self._pools[name] = (out, mean, var, y.numel() // y.size(1))
         out, mean, var, n = self._pools[name]
