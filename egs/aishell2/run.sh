@@ -26,7 +26,7 @@ train_seeds=1               # stages 5-6: train each network with seeds 1..N (se
                             # exp/train_<net>_seedK); the verdicts give mean ± std over them
 random_archs=                # stage 5: random ASRNET-B cells drawn from the revised op space under the
                             # search's op caps, trained like ASRNET-B (seed K for draw K); default 3,
-                            # 0 with --synth true (each is another ~24 min ASRNET-B training on 2 cores)
+                            # 0 with --synth true (each is another ASRNET-B training: 14-27 min on 2 cores)
 search_config=../aishell1/conf/pdarts_asr_revised.yaml  # the search whose space and caps the draws use
 speed_perturb=true          # 2-fold speed perturbation (0.9/1.1) of train, as the paper
 lm_order=5                  # n-gram order of the word LM (modified Kneser-Ney)
