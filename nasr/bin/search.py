@@ -52,7 +52,7 @@ DEFAULTS = {
     "model": {"C": 16, "layers": 6, "reduction": "every_two", "steps": 4, "multiplier": 4,
               "stem_multiplier": 3, "stem_stride": 1, "pc_k": 1,
               # Recompute each edge's ops in backward instead of keeping their activations: with
-              # pc_k 4, 0.24x the full supernet's peak memory for ~1.4x PC-DARTS's step time
+              # pc_k 4, 0.23x the full supernet's peak memory for 1.42x PC-DARTS's step time
               # (README, speed section; bench/search_step.py).
               "recompute_edges": False},
     "epochs": 50,

@@ -144,8 +144,8 @@ class _AtEpoch(Dataset):
 
 class EpochLoader:
     """A DataLoader built once for many epochs: its worker processes persist (a loader made per
-    epoch starts them again every epoch, which on 2-second epochs was 6-7% of the step time),
-    and `at(epoch)` gives the epoch's batches: the shuffle order is reproducible from (seed,
+    epoch forks them again every epoch) and load the next epoch's first batches while the last
+    one is evaluated (`prefetch`), and `at(epoch)` gives the epoch's batches: the shuffle order is reproducible from (seed,
     epoch) after a resume and the workers draw that epoch's augmentation. `pin_memory` (a
     DevicePlan's, on CUDA) gives page-locked batches that copy to the GPU without blocking."""
 
@@ -178,6 +178,8 @@ class EpochLoader:
 
 
 class _Batches:
+    """One pass over a loader: an iterator with the loader's len() (progress bars need it)."""
+
     def __init__(self, it, n: int):
         self.it, self.n = it, n
 
@@ -189,7 +191,7 @@ class _Batches:
 
 
 def make_loader(ds, batch_size: int, shuffle: bool, seed: int, epoch: int = 0, num_workers: int = 0,
-                drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+                drop_last: bool = False, pin_memory: bool = False) -> _Batches:
     """A loader for one pass at `epoch` (an evaluation); its workers end with it."""
     return EpochLoader(ds, batch_size, shuffle, seed, num_workers, drop_last, pin_memory,
                        persistent=False).at(epoch)
