@@ -30,6 +30,31 @@ def test_factorized_reduce_on_even_input_matches_darts_slicing():
     torch.testing.assert_close(fr(x), expected)
 
 
+@pytest.mark.parametrize("size", [(13, 11), (12, 11), (13, 10)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_reduce_on_odd_input_pads_then_shifts(size, channels_last):
+    # The definition: pad one zero row/column at the end, shift by one, two 1x1 stride-2 convs;
+    # the op pads the second conv's output instead. Same output and gradients.
+    torch.manual_seed(0)
+    fr = FactorizedReduce(4, 8)
+    x = torch.randn(2, 4, *size)
+    if channels_last:
+        fr, x = fr.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = fr.body(x)
+    conv = torch.nn.functional.conv2d
+    xd = x.detach().contiguous().requires_grad_()
+    shifted = torch.nn.functional.pad(xd, (0, 1, 0, 1))[:, :, 1:, 1:]
+    expected = torch.cat([conv(xd, fr.conv_1.weight.detach().contiguous(), stride=2),
+                          conv(shifted, fr.conv_2.weight.detach().contiguous(), stride=2)], dim=1)
+    torch.testing.assert_close(y, expected)
+    g = torch.randn(expected.shape)
+    y.backward(g)
+    expected.backward(g)
+    torch.testing.assert_close(x.grad, xd.grad)
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
 def test_none_op_is_zero_and_strided():
     out = build_op("none", 4, 2, False)(torch.randn(1, 4, 7, 5))
     assert out.shape == (1, 4, 4, 3) and out.abs().sum() == 0
