@@ -125,6 +125,10 @@ class FactorizedReduce(nn.Module):
         """The op between its ReLU and its BatchNorm: ``forward(x) == bn(body(relu(x)))`` (the
         search network feeds a ReLU shared by an edge's ops and folds the op weight into the BN)."""
         a = self.conv_1(self._subsample(x))
+        if torch.onnx.is_in_onnx_export():
+            # An exported graph serves any length: the pad on the input needs no shape-dependent
+            # branch (the one below would freeze the example's odd/even sizes into the graph).
+            return torch.cat([a, self.conv_2(self._subsample(F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]))], dim=1)
         b = self.conv_2(self._subsample(x[:, :, 1:, 1:]))
         # The zero row/column padded at the end: a 1x1 conv without bias maps zeros to zeros, so
         # it is padded onto the quarter-size output, not the full input (whose pad, shifted slice
