@@ -86,16 +86,16 @@ def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch
     return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, momentum, bn.eps)
 
 
-def update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+def update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor) -> None:
     """What a training-mode `bn` does to its running statistics given a batch's per-channel
-    `mean` and biased `var` over `n` values per channel (the running variance is unbiased)."""
+    `mean` and unbiased `var` (the running variance is unbiased)."""
     if not (bn.track_running_stats and bn.running_mean is not None):
         return
     with torch.no_grad():
         bn.num_batches_tracked.add_(1)
         m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
         bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
-        bn.running_var.mul_(1 - m).add_(var * (n / max(n - 1, 1)), alpha=m)
+        bn.running_var.mul_(1 - m).add_(var, alpha=m)
 
 
 class MixedOp(nn.Module):
@@ -370,12 +370,15 @@ class _StateInput:
         name = edge.op_names[k]
         if name not in self._pools:
             y = body[0](self.xa)
-            with torch.no_grad():  # in fp32 also under bf16 autocast, as BatchNorm's own statistics
-                var, mean = torch.var_mean(y.float(), dim=(0, 2, 3), unbiased=False)
-            out = F.batch_norm(y, None, None, None, None, True, 0.0, bn.eps)
-            self._pools[name] = (out, mean, var, y.numel() // y.size(1))
-        out, mean, var, n = self._pools[name]
-        update_running_stats(bn, mean, var, n)
+            # Scratch running statistics with momentum 1: the one BatchNorm call leaves the batch
+            # mean and unbiased variance in them (fp32, as BatchNorm's own, also under bf16
+            # autocast), so the statistics cost no second pass over y.
+            mean = torch.zeros(y.size(1), dtype=torch.float32, device=y.device)
+            var = torch.ones_like(mean)
+            out = F.batch_norm(y, mean, var, None, None, True, 1.0, bn.eps)
+            self._pools[name] = (out, mean, var)
+        out, mean, var = self._pools[name]
+        update_running_stats(bn, mean, var)
         return out
 
     def relu(self) -> torch.Tensor:
