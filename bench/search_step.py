@@ -11,7 +11,9 @@ Prints, from one run on this machine:
     RSS minus the RSS before the first step: the model and the batch are built, torch is loaded);
   * the training step of the derived KWS network (same C, cells, batch) and of the CTC evaluation
     network (the aishell1 synth profile's size: C=8, 5 cells, stride-2 stem, batch 16, 3x400x40)
-    under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), and with --compile
+    under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), the CTC network also with
+    its dilated depthwise convs' backward by oneDNN (fp32_cl_native_dw; `DilatedDepthwiseConv2d`),
+    and with --compile
     torch.compile (inductor) of both: seconds per step (interleaved, median), achieved GFLOP/s
     (torch.utils.flop_counter) and its share of an fp32 and a bf16 2048x2048 matmul on the same
     threads in the same run.
@@ -94,6 +96,47 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     return step
 
 
+def asr_search_times(repeats: int) -> dict:
+    """P-DARTS's first stage on the revised space at the aishell1 synth profile's size (C=4, 3 cells,
+    pc_k 2, stride-2 stem, CTC head, batch 16, 3x400x40, 400 units; first-order alpha step, then
+    the weight step), with the dilated depthwise convs' backward by `depthwise_input_grad` (the
+    default) and by oneDNN (`native_dw`), interleaved."""
+    import torch
+    import torch.nn.functional as F
+
+    from nasr.nas.architect import Architect
+    from nasr.nas.ops import DilatedDepthwiseConv2d
+    from nasr.nas.search_model import SearchNetwork
+    from nasr.nas.spaces import get_space
+
+    torch.manual_seed(0)
+    units = 400
+    x = torch.randn(16, 3, 400, 40)
+    targets = torch.randint(1, units, (16, 20))
+
+    def loss_fn(m, b):
+        lp = m(b[0]).float().log_softmax(-1).transpose(0, 1)  # (T', N, V)
+        lens = torch.full((lp.size(1),), lp.size(0), dtype=torch.long)
+        return F.ctc_loss(lp, b[1], lens, torch.full((lp.size(1),), 20, dtype=torch.long), zero_infinity=True)
+
+    def make(native_dw: bool):
+        torch.manual_seed(0)
+        model = SearchNetwork(3, units, 4, 3, get_space("asr_revised"), reduction="thirds", pc_k=2,
+                              stem_stride=2, head="ctc", freq_dim=40)
+        w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        arch = Architect(model, loss_fn)
+
+        def step():
+            DilatedDepthwiseConv2d.native_backward = native_dw
+            arch.step((x, targets), (x, targets), 0.025, w_opt)
+            loss = loss_fn(model, (x, targets))
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            w_opt.step()
+        return step
+    return _interleaved({"asr": make(False), "asr_native_dw": make(True)}, repeats)
+
+
 def search_times(batch, C, layers, repeats) -> dict:
     steps = {name: search_step_fn(batch, C, layers, *spec) for name, spec in SEARCH_VARIANTS.items()}
     return _interleaved(steps, repeats)
@@ -141,6 +184,8 @@ def train_step_fns(net: str, settings, batch: int):
             return F.ctc_loss(lp, targets, lens, torch.full((out.size(0),), 20, dtype=torch.long),
                               zero_infinity=True)
 
+    from nasr.nas.ops import DilatedDepthwiseConv2d
+
     base = DartsNetwork(genotype, **kw, channels_last=False)
     state = base.state_dict()
     fns = {}
@@ -153,7 +198,9 @@ def train_step_fns(net: str, settings, batch: int):
         run = torch.compile(model) if name.startswith("compile") else model
         xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
-        def step(run=run, opt=opt, xin=xin, bf16=bf16):
+        def step(run=run, opt=opt, xin=xin, bf16=bf16, native_dw=name.endswith("_native_dw")):
+            # The dilated depthwise convs' backward: oneDNN's own (before) or depthwise_input_grad.
+            DilatedDepthwiseConv2d.native_backward = native_dw
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out, _ = run(xin)
             loss = loss_of(out)
@@ -175,8 +222,11 @@ def train_bench(net: str, settings, batch: int, repeats: int) -> dict:
         compile_s[name] = time.perf_counter() - t
     res = _interleaved(fns, repeats)
     eager = [n for n in fns if not n.startswith("compile")][0]
+    # The network's FLOPs as its own convolutions' backward counts them: depthwise_input_grad
+    # runs its dilated depthwise input gradients as convolutions over the zero-spread grid.
+    counted = next((n for n in fns if n.endswith("_native_dw")), eager)
     with FlopCounterMode(display=False) as fc:
-        fns[eager]()
+        fns[counted]()
     for name in res:
         res[name]["first_call_s"] = compile_s[name]
         res[name]["flops"] = fc.get_total_flops()
@@ -212,6 +262,8 @@ def child(kw: dict):
     what = kw.pop("what")
     if what == "search_times":
         return search_times(**kw)
+    if what == "asr_search_times":
+        return asr_search_times(**kw)
     if what == "search_memory":
         return search_memory(**kw)
     if what == "train":
@@ -263,15 +315,24 @@ def main(argv=None) -> int:
                   f"CPU {t[v]['cpu'] / t['new']['cpu']:.2f}x (limit 0.5x); peak RSS {mem[v]['peak_mb'] / mem['new']['peak_mb']:.2f}x "
                   f"(limit 0.25x), step memory {mem[v]['step_mb'] / mem['new']['step_mb']:.2f}x")
 
+        r = run_child(dict(what="asr_search_times", repeats=a.repeats), a.threads)
+        print("\nP-DARTS ASR search step, stage 1 (asr_revised, C=4, 3 cells, pc_k 2, stride-2 stem, CTC, "
+              "batch 16, 3x400x40): dilated depthwise input gradients")
+        for v, what in (("asr", "by depthwise_input_grad"), ("asr_native_dw", "by oneDNN (before)")):
+            print(f"  {what:>24}: {r[v]['wall']:6.2f} s/step wall, {r[v]['cpu']:6.2f} s CPU")
+        print(f"  speed-up {r['asr_native_dw']['wall'] / r['asr']['wall']:.2f}x")
+
     settings = ["fp32_nchw", "fp32_cl", "bf16_cl"] + (["compile_fp32_cl", "compile_bf16_cl"] if a.compile else [])
     for net, batch, desc in (("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
                              ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
                                          "batch 16, 3x400x40, 400 units)")):
-        r = run_child(dict(what="train", net=net, settings=settings, batch=batch, repeats=max(a.repeats, 5)), a.threads)
+        # nas1 has no dilated depthwise convs; the CTC network's dil_sep_convs are timed both ways.
+        net_settings = settings + (["fp32_cl_native_dw"] if net == "ctc" else [])
+        r = run_child(dict(what="train", net=net, settings=net_settings, batch=batch, repeats=max(a.repeats, 5)), a.threads)
         print(f"\ntraining step, {desc}: {r[settings[0]]['flops'] / 1e9:.1f} GFLOP per step")
         print(f"  {'setting':>16} {'s/step':>8} {'GFLOP/s':>8} {'/fp32 mm':>9} {'/bf16 mm':>9} {'vs fp32_nchw':>12} {'first call s':>12}")
         ref = r[settings[0]]["wall"]
-        for s in settings:
+        for s in net_settings:
             m = r[s]
             gf = m["flops"] / m["wall"] / 1e9
             print(f"  {s:>16} {m['wall']:8.3f} {gf:8.1f} {gf / mm['fp32']:9.3f} {gf / mm['bf16']:9.3f} "

@@ -36,6 +36,96 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size, stride,
+                         padding, dilation) -> torch.Tensor:
+    """The input gradient of a depthwise convolution computed as a forward depthwise convolution:
+    the output gradient, spread back onto the input grid (zeros between the strided positions),
+    correlated with the spatially flipped kernel. The same sums as the convolution's own backward;
+    on CPU, oneDNN's backward-data for dilated depthwise kernels is 6-15x slower than this (see
+    `DilatedDepthwiseConv2d`)."""
+    C = weight.size(0)
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    kh, kw = weight.shape[-2:]
+    eh, ew = dh * (kh - 1), dw * (kw - 1)
+    H, W = input_size[-2:]
+    N, _, Ho, Wo = grad_out.shape
+    flipped = weight.flip(2, 3)
+    if (sh, sw) == (1, 1) and (Ho, Wo) == (H, W) and 2 * ph == eh and 2 * pw == ew:
+        return F.conv2d(grad_out, flipped, padding=(eh - ph, ew - pw), dilation=(dh, dw), groups=C)
+    # grad_in[h] = sum_i grad_out[(h + p - i*d) / s] * w[i]: place grad_out[ho] at row
+    # (e - p) + s*ho of a zero grid of H + e rows, then an unpadded correlation with w flipped.
+    fmt = (torch.channels_last if grad_out.is_contiguous(memory_format=torch.channels_last)
+           else torch.contiguous_format)
+    grid = torch.empty(N, C, H + eh, W + ew, dtype=grad_out.dtype, device=grad_out.device,
+                       memory_format=fmt).zero_()
+    oh, ow = eh - ph, ew - pw
+    grid[:, :, oh:oh + sh * Ho:sh, ow:ow + sw * Wo:sw] = grad_out
+    return F.conv2d(grid, flipped, dilation=(dh, dw), groups=C)
+
+
+class _DepthwiseConvFn(torch.autograd.Function):
+    """A depthwise convolution whose input gradient is `depthwise_input_grad`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation)
+        return F.conv2d(x, weight, None, stride, padding, dilation, weight.size(0))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conf
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = depthwise_input_grad(grad_out, weight, x.shape, stride, padding, dilation)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, list(_pair(stride)), list(_pair(padding)),
+                list(_pair(dilation)), False, [0, 0], weight.size(0), [False, True, False])[1]
+        return grad_x, grad_w, None, None, None
+
+
+class DilatedDepthwiseConv2d(nn.Conv2d):
+    """A dilated depthwise convolution (no bias): an nn.Conv2d with the same parameters and state
+    dict, whose training pass on CPU takes the input gradient from `depthwise_input_grad`.
+    oneDNN's own backward-data for dilated depthwise kernels took 3.5-23 ms where this takes
+    0.5-1.9 ms (16x16x101x40 and the CTC network's maps, 2 threads; bench/search_step.py measures
+    the CTC network's training step both ways). Undilated depthwise kernels gain nothing from it
+    (0.3-1.6x) and stay plain nn.Conv2d. Elsewhere (CUDA, export, tracing, no gradient) it is
+    nn.Conv2d's forward. `native_backward = True` (class-wide) switches back, for comparison."""
+
+    native_backward = False
+
+    def __init__(self, channels: int, kernel_size, stride, padding, dilation):
+        super().__init__(channels, channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=channels, bias=False)
+
+    def forward(self, x):
+        if (self.native_backward or x.device.type != "cpu" or not torch.is_grad_enabled()
+                or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()):
+            return super().forward(x)
+        weight = self.weight
+        if torch.is_autocast_enabled("cpu"):  # a custom Function is not autocast: cast as conv2d would
+            dtype = torch.get_autocast_dtype("cpu")
+            x, weight = x.to(dtype), weight.to(dtype)
+            with torch.autocast("cpu", enabled=False):
+                return _DepthwiseConvFn.apply(x, weight, self.stride, self.padding, self.dilation)
+        return _DepthwiseConvFn.apply(x, weight, self.stride, self.padding, self.dilation)
+
+
+def depthwise_conv(C: int, kernel_size: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
+    """The depthwise convolution of the separable ops: `DilatedDepthwiseConv2d` when dilated."""
+    if dilation > 1:
+        return DilatedDepthwiseConv2d(C, kernel_size, stride, padding, dilation)
+    return nn.Conv2d(C, C, kernel_size, stride=stride, padding=padding, groups=C, bias=False)
+
+
 class DilSepConv(nn.Sequential):
     """ReLU, a dilated depthwise convolution, a pointwise convolution, BatchNorm (DARTS's
     `dil_conv`, here `dil_sep_conv`; with dilation 1 it is one half of a SepConv)."""
@@ -44,8 +134,7 @@ class DilSepConv(nn.Sequential):
                  dilation: int, affine: bool = True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                      groups=C_in, bias=False),
+            depthwise_conv(C_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )

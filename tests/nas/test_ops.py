@@ -114,3 +114,52 @@ def test_factorized_reduce_backward_on_channels_last_does_not_crash():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
 
+
+
+@pytest.mark.parametrize("size,k,stride,channels_last", [
+    ((101, 40), 3, 1, True), ((101, 40), 5, 2, True), ((51, 20), 3, 2, False), ((7, 9), 5, 2, True),
+    ((6, 8), 3, 2, True), ((5, 5), 5, 1, False)])
+def test_dilated_depthwise_conv_gradients_match_the_convolutions_own(size, k, stride, channels_last):
+    """`DilatedDepthwiseConv2d`'s input gradient (a forward convolution over the zero-spread output
+    gradient) and weight gradient against nn.Conv2d's backward with the same weights: odd and even
+    sizes, both strides, both memory formats."""
+    from nasr.nas.ops import DilatedDepthwiseConv2d
+
+    torch.manual_seed(0)
+    pad = 2 * (k - 1) // 2
+    fast = DilatedDepthwiseConv2d(6, k, stride, pad, 2)
+    plain = torch.nn.Conv2d(6, 6, k, stride=stride, padding=pad, dilation=2, groups=6, bias=False)
+    plain.load_state_dict(fast.state_dict())  # same parameters, same state-dict keys
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fast, plain = fast.to(memory_format=fmt), plain.to(memory_format=fmt)
+    x = torch.randn(3, 6, *size).contiguous(memory_format=fmt).requires_grad_(True)
+    y = fast(x)
+    assert y.grad_fn is not None and "DepthwiseConv" in type(y.grad_fn).__name__  # the custom path ran
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, fast.weight), g)
+    y_ref = plain(x)
+    gx_ref, gw_ref = torch.autograd.grad(y_ref, (x, plain.weight), g)
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-5, atol=1e-5)
+    assert gx.shape == x.shape
+
+
+def test_dilated_depthwise_conv_under_bf16_autocast_and_without_grad():
+    from nasr.nas.ops import DilatedDepthwiseConv2d, DilSepConv
+
+    torch.manual_seed(0)
+    op = DilSepConv(4, 4, 3, 1, 2, 2)
+    assert isinstance(op[1], DilatedDepthwiseConv2d)  # the dil_sep_convs use it, the sep_convs not
+    assert type(DilSepConv(4, 4, 3, 1, 1, 1)[1]) is torch.nn.Conv2d
+    conv = op[1]
+    x = torch.randn(2, 4, 9, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16  # cast as autocast casts conv2d
+    gx, gw = torch.autograd.grad(y.float().sum(), (x, conv.weight))
+    assert gx.dtype == torch.float32 and gw.dtype == torch.float32
+    ref = torch.autograd.grad(conv(x).sum(), (x,))[0]
+    torch.testing.assert_close(gx, ref, rtol=0.05, atol=0.05)
+    with torch.no_grad():
+        assert torch.equal(conv(x), torch.nn.functional.conv2d(x, conv.weight, None, 1, 2, 2, 4))
