@@ -5,16 +5,19 @@ Prints, from one run on this machine:
   * the first-order search step of the plain per-op supernet (``fused_edges=False``, the code path
     before issue 14) against the fused one (the default), and PC-DARTS K=4 (fused): seconds per
     step, the median of interleaved steps in one process (old, new, pc4keep, pc4, old, ...), wall
-    and CPU time, and their ratios; PC-DARTS K=4 with its ops' activations kept (pc4keep) and
-    recomputed in backward (pc4, `recompute_edges=True`);
+    and CPU time, and their ratios; PC-DARTS K=4 with its ops' activations kept (pc4keep),
+    the same with torch's own BatchNorm at its ops' 4 channels (pc4keep_nbn; the others use
+    nasr.nas.batchnorm's row kernel where it applies), and recomputed in backward (pc4,
+    `recompute_edges=True`);
   * peak memory of each, one fresh process per variant: peak RSS, and the step's own share (peak
     RSS minus the RSS before the first step: the model and the batch are built, torch is loaded);
   * the training step of the derived KWS network (same C, cells, batch) and of the CTC evaluation
     network (the aishell1 synth profile's size: C=8, 5 cells, stride-2 stem, batch 16, 3x400x40)
     under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), the CTC network also with
     its dilated depthwise convs' backward by oneDNN (fp32_cl_native_dw; `DilatedDepthwiseConv2d`),
-    and with --compile
-    torch.compile (inductor) of both: seconds per step (interleaved, median), achieved GFLOP/s
+    and with --compile torch.compile (inductor) of both; and the derived KWS network at the
+    speech_commands synth profile's size (C=12, stride-2 stem, batch 64) with BatchNorm by the row
+    kernel and by torch (fp32_cl_native_bn): seconds per step (interleaved, median), achieved GFLOP/s
     (torch.utils.flop_counter) and its share of an fp32 and a bf16 2048x2048 matmul on the same
     threads in the same run.
 
@@ -35,11 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges)
-    "old": (False, 1, False),
-    "new": (True, 1, False),
-    "pc4keep": (True, 4, False),  # PC-DARTS keeping its ops' activations (before recomputation)
-    "pc4": (True, 4, True),       # the default with partial channels: ops recomputed in backward
+SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges, native BatchNorm)
+    "old": (False, 1, False, True),
+    "new": (True, 1, False, False),
+    "pc4keep": (True, 4, False, False),  # PC-DARTS keeping its ops' activations (the default)
+    "pc4keep_nbn": (True, 4, False, True),  # the same with torch's BatchNorm at C/4 = 4 channels
+    "pc4": (True, 4, True, False),       # ops recomputed in backward (recompute_edges)
 }
 
 
@@ -67,9 +71,12 @@ def _interleaved(steps: dict, repeats: int) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the search step
 
-def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, recompute: bool):
+def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, recompute: bool,
+                   native_bn: bool = False):
     import torch
     import torch.nn.functional as F
+
+    from nasr.nas import batchnorm
 
     from nasr.nas.architect import Architect
     from nasr.nas.search_model import SearchNetwork
@@ -88,6 +95,7 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     arch = Architect(model, loss_fn)
 
     def step():
+        batchnorm.native = native_bn  # torch's BatchNorm everywhere, or the row kernel where it applies
         arch.step((x, y), (x, y), 0.025, w_opt)
         loss = loss_fn(model, (x, y))
         w_opt.zero_grad(set_to_none=True)
@@ -162,9 +170,12 @@ def train_step_fns(net: str, settings, batch: int):
     from nasr.nas.spaces import get_space
 
     torch.manual_seed(0)
-    if net == "kws":  # the derived KWS network: same C, cells and batch as the supernet
+    if net in ("kws", "kws_synth"):  # the derived KWS network: same C, cells and batch as the
+        # supernet; kws_synth: at the speech_commands synth profile's size (C=12, stride-2 stem)
         genotype = SearchNetwork(1, 12, 4, 3, get_space("nas1")).genotype("nas1")
         kw = dict(in_channels=1, num_classes=12, C=16, layers=6, reduction="every_two")
+        if net == "kws_synth":
+            kw.update(C=12, stem_stride=2)
         x = torch.randn(batch, 1, 101, 40)
         y = torch.randint(0, 12, (batch,))
 
@@ -184,6 +195,7 @@ def train_step_fns(net: str, settings, batch: int):
             return F.ctc_loss(lp, targets, lens, torch.full((out.size(0),), 20, dtype=torch.long),
                               zero_infinity=True)
 
+    from nasr.nas import batchnorm
     from nasr.nas.ops import DilatedDepthwiseConv2d
 
     base = DartsNetwork(genotype, **kw, channels_last=False)
@@ -198,9 +210,12 @@ def train_step_fns(net: str, settings, batch: int):
         run = torch.compile(model) if name.startswith("compile") else model
         xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
-        def step(run=run, opt=opt, xin=xin, bf16=bf16, native_dw=name.endswith("_native_dw")):
-            # The dilated depthwise convs' backward: oneDNN's own (before) or depthwise_input_grad.
+        def step(run=run, opt=opt, xin=xin, bf16=bf16, native_dw=name.endswith("_native_dw"),
+                 native_bn=name.endswith("_native_bn")):
+            # The dilated depthwise convs' backward: oneDNN's own (before) or depthwise_input_grad;
+            # BatchNorm: torch's own (before) or the row kernel where it applies (nasr.nas.batchnorm).
             DilatedDepthwiseConv2d.native_backward = native_dw
+            batchnorm.native = native_bn
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out, _ = run(xin)
             loss = loss_of(out)
@@ -225,6 +240,8 @@ def train_bench(net: str, settings, batch: int, repeats: int) -> dict:
     # The network's FLOPs as its own convolutions' backward counts them: depthwise_input_grad
     # runs its dilated depthwise input gradients as convolutions over the zero-spread grid.
     counted = next((n for n in fns if n.endswith("_native_dw")), eager)
+    if net == "kws_synth":
+        counted = "fp32_cl_native_bn"
     with FlopCounterMode(display=False) as fc:
         fns[counted]()
     for name in res:
@@ -310,6 +327,8 @@ def main(argv=None) -> int:
         print(f"  fused / plain supernet step: wall {t['new']['wall'] / t['old']['wall']:.2f}x "
               f"(speed-up {t['old']['wall'] / t['new']['wall']:.2f}x), CPU {t['new']['cpu'] / t['old']['cpu']:.2f}x; "
               f"peak RSS {mem['new']['peak_mb'] / mem['old']['peak_mb']:.2f}x")
+        print(f"  PC-DARTS K=4 (activations kept), BatchNorm at 4 channels by the row kernel / by torch: "
+              f"wall {t['pc4keep']['wall'] / t['pc4keep_nbn']['wall']:.2f}x")
         for v, what in (("pc4keep", "PC-DARTS K=4, activations kept"), ("pc4", "PC-DARTS K=4, edges recomputed")):
             print(f"  {what} / full supernet (all fused): time wall {t[v]['wall'] / t['new']['wall']:.2f}x, "
                   f"CPU {t[v]['cpu'] / t['new']['cpu']:.2f}x (limit 0.5x); peak RSS {mem[v]['peak_mb'] / mem['new']['peak_mb']:.2f}x "
@@ -324,10 +343,14 @@ def main(argv=None) -> int:
 
     settings = ["fp32_nchw", "fp32_cl", "bf16_cl"] + (["compile_fp32_cl", "compile_bf16_cl"] if a.compile else [])
     for net, batch, desc in (("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
+                             ("kws_synth", 64, "derived KWS network at the speech_commands synth profile (nas1 "
+                                               "genotype, C=12, 6 cells, stride-2 stem, batch 64, 1x101x40)"),
                              ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
                                          "batch 16, 3x400x40, 400 units)")):
         # nas1 has no dilated depthwise convs; the CTC network's dil_sep_convs are timed both ways.
         net_settings = settings + (["fp32_cl_native_dw"] if net == "ctc" else [])
+        if net == "kws_synth":  # 12 channels: BatchNorm by the row kernel and by torch
+            net_settings = ["fp32_cl", "fp32_cl_native_bn"]
         r = run_child(dict(what="train", net=net, settings=net_settings, batch=batch, repeats=max(a.repeats, 5)), a.threads)
         print(f"\ntraining step, {desc}: {r[settings[0]]['flops'] / 1e9:.1f} GFLOP per step")
         print(f"  {'setting':>16} {'s/step':>8} {'GFLOP/s':>8} {'/fp32 mm':>9} {'/bf16 mm':>9} {'vs fp32_nchw':>12} {'first call s':>12}")

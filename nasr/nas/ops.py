@@ -16,6 +16,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from nasr.nas.batchnorm import BatchNorm2d
+
 
 # ----------------------------------------------------------------------------------------------
 # building blocks
@@ -32,7 +34,7 @@ class ReLUConvBN(nn.Sequential):
             nn.ReLU(inplace=False),
             nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+            BatchNorm2d(C_out, affine=affine),
         )
 
 
@@ -136,7 +138,7 @@ class DilSepConv(nn.Sequential):
             nn.ReLU(inplace=False),
             depthwise_conv(C_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+            BatchNorm2d(C_out, affine=affine),
         )
 
 
@@ -163,7 +165,7 @@ class Conv7x1_1x7(nn.Sequential):
             nn.ReLU(inplace=False),
             nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
             nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-            nn.BatchNorm2d(C, affine=affine),
+            BatchNorm2d(C, affine=affine),
         )
 
 
@@ -203,7 +205,7 @@ class FactorizedReduce(nn.Module):
         # shapes (e.g. 12 channels at 64x40: double free). Same parameters as DARTS's op.
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+        self.bn = BatchNorm2d(C_out, affine=affine)
 
     @staticmethod
     def _subsample(x):
@@ -352,7 +354,7 @@ def make_stem(in_channels: int, C_out: int, stride: int = 1) -> nn.Sequential:
         raise ValueError(f"stem stride must be 1 or 2, got {stride}")
     return nn.Sequential(
         nn.Conv2d(in_channels, C_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(C_out),
+        BatchNorm2d(C_out),
     )
 
 

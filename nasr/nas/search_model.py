@@ -20,6 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from nasr.nas.batchnorm import BatchNorm2d, batch_norm, module_batch_norm
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
 from nasr.nas.ops import (OPS, POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head,
                           build_op, halved_lengths, make_stem, reduced_size, reduction_indices,
@@ -66,24 +67,13 @@ def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch
     op's output forward or backward; running statistics are updated exactly as `bn(x)` does.
     ``update_stats=False`` (a recomputation in backward: `recomputed_edge`) computes the same
     output and autograd graph but updates copies of the running statistics, not the module's."""
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    counts = bn.training and bn.track_running_stats and bn.num_batches_tracked is not None
-    if counts and update_stats:
-        bn.num_batches_tracked.add_(1)
-    if counts and bn.momentum is None:  # cumulative moving average
-        momentum = 1.0 / float(bn.num_batches_tracked)
-    use_batch_stats = bn.training or bn.running_mean is None
     weight, bias = bn.weight, bn.bias
     if scale is not None:
         # A materialised weight: torch 2.13's channels-last CPU BatchNorm backward reads a stride-0
         # (expanded) weight wrongly (wrong input gradients, found by tests/nas/test_fused_edges.py).
         weight = scale.expand(x.size(1)).contiguous() if weight is None else weight * scale
         bias = None if bias is None else bias * scale
-    track = not bn.training or bn.track_running_stats
-    mean, var = (bn.running_mean, bn.running_var) if track else (None, None)
-    if mean is not None and bn.training and not update_stats:
-        mean, var = mean.clone(), var.clone()
-    return F.batch_norm(x, mean, var, weight, bias, use_batch_stats, momentum, bn.eps)
+    return module_batch_norm(bn, x, weight, bias, update_stats)
 
 
 def update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor) -> None:
@@ -129,7 +119,7 @@ class MixedOp(nn.Module):
         for name in self.op_names:
             op = build_op(name, self.C_ops, stride, affine=False)
             if name in POOLING_OPS:
-                op = nn.Sequential(op, nn.BatchNorm2d(self.C_ops, affine=False))
+                op = nn.Sequential(op, BatchNorm2d(self.C_ops, affine=False))
             self.ops.append(op)
         # A plain list: the modules stay registered once, under `ops`.
         self._plan = [_op_plan(name, op) for name, op in zip(self.op_names, self.ops)]
@@ -375,7 +365,7 @@ class _StateInput:
             # autocast), so the statistics cost no second pass over y.
             mean = torch.zeros(y.size(1), dtype=torch.float32, device=y.device)
             var = torch.ones_like(mean)
-            out = F.batch_norm(y, mean, var, None, None, True, 1.0, bn.eps)
+            out = batch_norm(y, mean, var, None, None, True, 1.0, bn.eps)
             self._pools[name] = (out, mean, var)
         out, mean, var = self._pools[name]
         update_running_stats(bn, mean, var)
