@@ -149,11 +149,12 @@ def test_dilated_depthwise_conv_under_bf16_autocast_and_without_grad():
     from nasr.nas.ops import DilatedDepthwiseConv2d, DilSepConv
 
     torch.manual_seed(0)
-    op = DilSepConv(4, 4, 3, 1, 2, 2)
-    assert isinstance(op[1], DilatedDepthwiseConv2d)  # the dil_sep_convs use it, the sep_convs not
-    assert type(DilSepConv(4, 4, 3, 1, 1, 1)[1]) is torch.nn.Conv2d
+    op = DilSepConv(8, 8, 3, 1, 2, 2)
+    assert isinstance(op[1], DilatedDepthwiseConv2d)  # the dil_sep_convs use it from 8 channels on,
+    assert type(DilSepConv(8, 8, 3, 1, 1, 1)[1]) is torch.nn.Conv2d  # the sep_convs not
+    assert type(DilSepConv(4, 4, 3, 1, 2, 2)[1]) is torch.nn.Conv2d
     conv = op[1]
-    x = torch.randn(2, 4, 9, 8, requires_grad=True)
+    x = torch.randn(2, 8, 9, 8, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = conv(x)
     assert y.dtype == torch.bfloat16  # cast as autocast casts conv2d
@@ -162,4 +163,4 @@ def test_dilated_depthwise_conv_under_bf16_autocast_and_without_grad():
     ref = torch.autograd.grad(conv(x).sum(), (x,))[0]
     torch.testing.assert_close(gx, ref, rtol=0.05, atol=0.05)
     with torch.no_grad():
-        assert torch.equal(conv(x), torch.nn.functional.conv2d(x, conv.weight, None, 1, 2, 2, 4))
+        assert torch.equal(conv(x), torch.nn.functional.conv2d(x, conv.weight, None, 1, 2, 2, 8))
