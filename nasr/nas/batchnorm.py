@@ -1,9 +1,9 @@
 """BatchNorm for the DARTS ops, with a CPU kernel for channels-last maps whose channel count is not
 a multiple of 8.
 
-torch 2.13's channels-last CPU BatchNorm vectorises over channels: with 4, 6 or 12 channels (PC-DARTS
-ops at C/4, the synthetic profiles' C=12 networks) its training forward and backward ran 2-7x slower
-per element than at 16 channels. `batch_norm` then views the map as a (rows, L) matrix, L a common
+torch 2.13's channels-last CPU BatchNorm vectorises over channels: with 4 or 12 channels (PC-DARTS
+ops at C/4, the synthetic profiles' C=12 networks) its training forward and backward took 4-12x
+longer per element than at 16 channels (2 threads). `batch_norm` then views the map as a (rows, L) matrix, L a common
 multiple of the channel count and 64, so every reduction and update runs over long contiguous rows:
 per-channel sums are column sums of that matrix folded onto the channels. Same statistics
 (two-pass variance), same running-statistics update (unbiased variance, momentum) and the same

@@ -96,9 +96,9 @@ class _DepthwiseConvFn(torch.autograd.Function):
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """A dilated depthwise convolution (no bias): an nn.Conv2d with the same parameters and state
     dict, whose training pass on CPU takes the input gradient from `depthwise_input_grad`.
-    oneDNN's own backward-data for dilated depthwise kernels took 3.5-23 ms where this takes
-    0.5-1.9 ms (16x16x101x40 and the CTC network's maps, 2 threads; bench/search_step.py measures
-    the CTC network's training step both ways). Undilated depthwise kernels gain nothing from it
+    oneDNN's own backward-data for dilated depthwise kernels took 3.1-23 ms where this takes
+    0.5-1.9 ms (16x16x101x40, 2 threads; bench/search_step.py measures the CTC network's training
+    step both ways). Undilated depthwise kernels gain nothing from it
     (0.3-1.6x) and stay plain nn.Conv2d. Elsewhere (CUDA, export, tracing, no gradient) it is
     nn.Conv2d's forward. `native_backward = True` (class-wide) switches back, for comparison."""
 
