@@ -98,8 +98,8 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
     dict, whose training pass on CPU takes the input gradient from `depthwise_input_grad`.
     oneDNN's own backward-data for dilated depthwise kernels took 3.1-23 ms where this takes
     0.5-1.9 ms (16x16x101x40, 2 threads; bench/search_step.py measures the CTC network's training
-    step both ways). Undilated depthwise kernels gain nothing from it
-    (0.3-1.6x) and stay plain nn.Conv2d. Elsewhere (CUDA, export, tracing, no gradient) it is
+    step both ways). Undilated depthwise kernels gain nothing from it (0.3-1.6x) and stay
+    nn.Conv2d (`depthwise_conv` picks). Elsewhere (CUDA, export, tracing, no gradient) it is
     nn.Conv2d's forward. `native_backward = True` (class-wide) switches back, for comparison."""
 
     native_backward = False
@@ -123,7 +123,7 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
 
 def depthwise_conv(C: int, kernel_size: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
     """The depthwise convolution of the separable ops: `DilatedDepthwiseConv2d` when dilated over
-    at least 8 channels (bench/search_step.py: the CTC network's training step, C=8, 1.07-1.09x
+    at least 8 channels (bench/search_step.py: the CTC network's training step, C=8, 1.07-1.14x
     faster with it; P-DARTS's synth-profile search, ops of 2-8 channels, 0.95x)."""
     if dilation > 1 and C >= 8:
         return DilatedDepthwiseConv2d(C, kernel_size, stride, padding, dilation)
