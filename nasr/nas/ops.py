@@ -127,7 +127,8 @@ def depthwise_conv(C: int, kernel_size: int, stride: int, padding: int, dilation
     faster with it; P-DARTS's synth-profile search, ops of 2-8 channels, 0.95x)."""
     if dilation > 1 and C >= 8:
         return DilatedDepthwiseConv2d(C, kernel_size, stride, padding, dilation)
-    return nn.Conv2d(C, C, kernel_size, stride=stride, padding=padding, groups=C, bias=False)
+    return nn.Conv2d(C, C, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=C,
+                     bias=False)
 
 
 class DilSepConv(nn.Sequential):

@@ -152,7 +152,9 @@ def test_dilated_depthwise_conv_under_bf16_autocast_and_without_grad():
     op = DilSepConv(8, 8, 3, 1, 2, 2)
     assert isinstance(op[1], DilatedDepthwiseConv2d)  # the dil_sep_convs use it from 8 channels on,
     assert type(DilSepConv(8, 8, 3, 1, 1, 1)[1]) is torch.nn.Conv2d  # the sep_convs not
-    assert type(DilSepConv(4, 4, 3, 1, 2, 2)[1]) is torch.nn.Conv2d
+    small = DilSepConv(4, 4, 3, 1, 2, 2)  # under 8 channels: nn.Conv2d, still dilated
+    assert type(small[1]) is torch.nn.Conv2d and small[1].dilation == (2, 2)
+    assert small(torch.randn(2, 4, 9, 8)).shape == (2, 4, 9, 8)
     conv = op[1]
     x = torch.randn(2, 8, 9, 8, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
