@@ -77,8 +77,6 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     import torch.nn.functional as F
 
     from nasr.nas import batchnorm
-
-    from nasr.nas.architect import Architect
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
 
@@ -87,17 +85,29 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     y = torch.randint(0, 12, (batch,))
     model = SearchNetwork(1, 12, C, layers, get_space("nas1"), reduction="every_two", pc_k=pc_k,
                           freq_dim=40, fused_edges=fused, recompute_edges=recompute)
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
 
     def loss_fn(m, b):
         return F.cross_entropy(m(b[0]), b[1])
 
+    def setup():  # torch's BatchNorm everywhere, or the row kernel where it applies
+        batchnorm.native = native_bn
+    return first_order_step(model, loss_fn, (x, y), setup)
+
+
+def first_order_step(model, loss_fn, batch, setup):
+    """One first-order DARTS step on `batch` (alpha step, then weight step) after `setup()`, which
+    sets the switches of the path being timed."""
+    import torch
+
+    from nasr.nas.architect import Architect
+
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     arch = Architect(model, loss_fn)
 
     def step():
-        batchnorm.native = native_bn  # torch's BatchNorm everywhere, or the row kernel where it applies
-        arch.step((x, y), (x, y), 0.025, w_opt)
-        loss = loss_fn(model, (x, y))
+        setup()
+        arch.step(batch, batch, 0.025, w_opt)
+        loss = loss_fn(model, batch)
         w_opt.zero_grad(set_to_none=True)
         loss.backward()
         w_opt.step()
@@ -112,7 +122,6 @@ def asr_search_times(repeats: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from nasr.nas.architect import Architect
     from nasr.nas.ops import DilatedDepthwiseConv2d
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
@@ -131,17 +140,10 @@ def asr_search_times(repeats: int) -> dict:
         torch.manual_seed(0)
         model = SearchNetwork(3, units, 4, 3, get_space("asr_revised"), reduction="thirds", pc_k=2,
                               stem_stride=2, head="ctc", freq_dim=40)
-        w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-        arch = Architect(model, loss_fn)
 
-        def step():
+        def setup():
             DilatedDepthwiseConv2d.native_backward = native_dw
-            arch.step((x, targets), (x, targets), 0.025, w_opt)
-            loss = loss_fn(model, (x, targets))
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
-        return step
+        return first_order_step(model, loss_fn, (x, targets), setup)
     return _interleaved({"asr": make(False), "asr_native_dw": make(True)}, repeats)
 
 
