@@ -8,16 +8,18 @@ Prints, from one run on this machine:
     and CPU time, and their ratios; PC-DARTS K=4 with its ops' activations kept (pc4keep),
     the same with torch's own BatchNorm at its ops' 4 channels (pc4keep_nbn; the others use
     nasr.nas.batchnorm's row kernel where it applies), and recomputed in backward (pc4,
-    `recompute_edges=True`);
+    `recompute_edges=True`); the fused step with torch's own dilated convs (new_nconv: no
+    subsampled stride-2 convs, oneDNN's dilated depthwise backward; `DilatedConv2d.native`);
   * peak memory of each, one fresh process per variant: peak RSS, and the step's own share (peak
     RSS minus the RSS before the first step: the model and the batch are built, torch is loaded);
   * the training step of the derived KWS network (same C, cells, batch) and of the CTC evaluation
     network (the aishell1 synth profile's size: C=8, 5 cells, stride-2 stem, batch 16, 3x400x40)
     under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), the CTC network also with
-    its dilated depthwise convs' backward by oneDNN (fp32_cl_native_dw; `DilatedDepthwiseConv2d`),
+    its dilated convs by torch as nn.Conv2d (fp32_cl_native_conv; `DilatedConv2d`),
     and with --compile torch.compile (inductor) of both; and the derived KWS network at the
-    speech_commands synth profile's size (C=12, stride-2 stem, batch 64) with BatchNorm by the row
-    kernel and by torch (fp32_cl_native_bn): seconds per step (interleaved, median), achieved GFLOP/s
+    speech_commands synth profile's size (C=12, stride-2 stem, batch 64; the cell `make demo`'s
+    search derived, `DEMO_GENOTYPE`) with BatchNorm by the row kernel and by torch
+    (fp32_cl_native_bn), and with its dilated convs by torch (fp32_cl_native_conv): seconds per step (interleaved, median), achieved GFLOP/s
     (torch.utils.flop_counter) and its share of an fp32 and a bf16 2048x2048 matmul on the same
     threads in the same run.
 
@@ -38,12 +40,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges, native BatchNorm)
-    "old": (False, 1, False, True),
-    "new": (True, 1, False, False),
-    "pc4keep": (True, 4, False, False),  # PC-DARTS keeping its ops' activations (the default)
-    "pc4keep_nbn": (True, 4, False, True),  # the same with torch's BatchNorm at C/4 = 4 channels
-    "pc4": (True, 4, True, False),       # ops recomputed in backward (recompute_edges)
+SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges, native BatchNorm, native dilated convs)
+    "old": (False, 1, False, True, True),
+    "new": (True, 1, False, False, False),
+    "new_nconv": (True, 1, False, False, True),  # the same with torch's own dilated convs
+    "pc4keep": (True, 4, False, False, False),  # PC-DARTS keeping its ops' activations (the default)
+    "pc4keep_nbn": (True, 4, False, True, False),  # the same with torch's BatchNorm at C/4 = 4 channels
+    "pc4": (True, 4, True, False, False),       # ops recomputed in backward (recompute_edges)
+}
+
+# The cell `make demo`'s search derived on 2026-12-03 (19:03 run; README, speed section): its
+# reduction cell has three stride-2 conv_5x5_dil2 edges.
+DEMO_GENOTYPE = {
+    "space": "nas1",
+    "normal": [["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 2], ["sep_conv_5x5", 1],
+               ["sep_conv_5x5", 2], ["conv_3x3_dil2", 3], ["avg_pool_3x3", 3], ["max_pool_3x3", 1]],
+    "normal_concat": [2, 3, 4, 5],
+    "reduce": [["conv_5x5_dil2", 1], ["conv_5x5_dil2", 0], ["max_pool_3x3", 2], ["conv_5x5_dil2", 1],
+               ["avg_pool_3x3", 3], ["sep_conv_3x3", 2], ["conv_5x5_dil2", 3], ["conv_5x5_dil2", 4]],
+    "reduce_concat": [2, 3, 4, 5],
 }
 
 
@@ -72,11 +87,12 @@ def _interleaved(steps: dict, repeats: int) -> dict:
 # the search step
 
 def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, recompute: bool,
-                   native_bn: bool = False):
+                   native_bn: bool = False, native_conv: bool = False):
     import torch
     import torch.nn.functional as F
 
     from nasr.nas import batchnorm
+    from nasr.nas.ops import DilatedConv2d
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
 
@@ -89,8 +105,9 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     def loss_fn(m, b):
         return F.cross_entropy(m(b[0]), b[1])
 
-    def setup():  # torch's BatchNorm everywhere, or the row kernel where it applies
+    def setup():  # torch's BatchNorm and dilated convs everywhere, or nasr's where they apply
         batchnorm.native = native_bn
+        DilatedConv2d.native = native_conv
     return first_order_step(model, loss_fn, (x, y), setup)
 
 
@@ -118,11 +135,11 @@ def asr_search_times(repeats: int) -> dict:
     """P-DARTS's first stage on the revised space at the aishell1 synth profile's size (C=4, 3 cells,
     pc_k 2, stride-2 stem, CTC head, batch 16, 3x400x40, 400 units; first-order alpha step, then
     the weight step), with the dilated depthwise convs' backward by `depthwise_input_grad` (the
-    default) and by oneDNN (`native_dw`), interleaved."""
+    default) and by oneDNN (`native_conv`: torch's own dilated convs), interleaved."""
     import torch
     import torch.nn.functional as F
 
-    from nasr.nas.ops import DilatedDepthwiseConv2d
+    from nasr.nas.ops import DilatedConv2d
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
 
@@ -136,15 +153,15 @@ def asr_search_times(repeats: int) -> dict:
         lens = torch.full((lp.size(1),), lp.size(0), dtype=torch.long)
         return F.ctc_loss(lp, b[1], lens, torch.full((lp.size(1),), 20, dtype=torch.long), zero_infinity=True)
 
-    def make(native_dw: bool):
+    def make(native_conv: bool):
         torch.manual_seed(0)
         model = SearchNetwork(3, units, 4, 3, get_space("asr_revised"), reduction="thirds", pc_k=2,
                               stem_stride=2, head="ctc", freq_dim=40)
 
         def setup():
-            DilatedDepthwiseConv2d.native_backward = native_dw
+            DilatedConv2d.native = native_conv
         return first_order_step(model, loss_fn, (x, targets), setup)
-    return _interleaved({"asr": make(False), "asr_native_dw": make(True)}, repeats)
+    return _interleaved({"asr": make(False), "asr_native_conv": make(True)}, repeats)
 
 
 def search_times(batch, C, layers, repeats) -> dict:
@@ -168,13 +185,17 @@ def train_step_fns(net: str, settings, batch: int):
     import torch.nn.functional as F
 
     from nasr.models.darts_net import DartsNetwork
+    from nasr.nas.genotype import Genotype
     from nasr.nas.search_model import SearchNetwork
     from nasr.nas.spaces import get_space
 
     torch.manual_seed(0)
     if net in ("kws", "kws_synth"):  # the derived KWS network: same C, cells and batch as the
-        # supernet; kws_synth: at the speech_commands synth profile's size (C=12, stride-2 stem)
+        # supernet; kws_synth: the demo's cell at the speech_commands synth profile's size (C=12,
+        # stride-2 stem)
         genotype = SearchNetwork(1, 12, 4, 3, get_space("nas1")).genotype("nas1")
+        if net == "kws_synth":
+            genotype = Genotype.from_dict(DEMO_GENOTYPE, "bench DEMO_GENOTYPE")
         kw = dict(in_channels=1, num_classes=12, C=16, layers=6, reduction="every_two")
         if net == "kws_synth":
             kw.update(C=12, stem_stride=2)
@@ -198,7 +219,7 @@ def train_step_fns(net: str, settings, batch: int):
                               zero_infinity=True)
 
     from nasr.nas import batchnorm
-    from nasr.nas.ops import DilatedDepthwiseConv2d
+    from nasr.nas.ops import DilatedConv2d
 
     base = DartsNetwork(genotype, **kw, channels_last=False)
     state = base.state_dict()
@@ -212,11 +233,11 @@ def train_step_fns(net: str, settings, batch: int):
         run = torch.compile(model) if name.startswith("compile") else model
         xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
-        def step(run=run, opt=opt, xin=xin, bf16=bf16, native_dw=name.endswith("_native_dw"),
+        def step(run=run, opt=opt, xin=xin, bf16=bf16, native_conv=name.endswith("_native_conv"),
                  native_bn=name.endswith("_native_bn")):
             # The dilated depthwise convs' backward: oneDNN's own (before) or depthwise_input_grad;
             # BatchNorm: torch's own (before) or the row kernel where it applies (nasr.nas.batchnorm).
-            DilatedDepthwiseConv2d.native_backward = native_dw
+            DilatedConv2d.native = native_conv
             batchnorm.native = native_bn
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out, _ = run(xin)
@@ -241,9 +262,7 @@ def train_bench(net: str, settings, batch: int, repeats: int) -> dict:
     eager = [n for n in fns if not n.startswith("compile")][0]
     # The network's FLOPs as its own convolutions' backward counts them: depthwise_input_grad
     # runs its dilated depthwise input gradients as convolutions over the zero-spread grid.
-    counted = next((n for n in fns if n.endswith("_native_dw")), eager)
-    if net == "kws_synth":
-        counted = "fp32_cl_native_bn"
+    counted = next((n for n in fns if n.endswith("_native_conv")), eager)
     with FlopCounterMode(display=False) as fc:
         fns[counted]()
     for name in res:
@@ -324,7 +343,7 @@ def main(argv=None) -> int:
         t = run_child(dict(what="search_times", repeats=a.repeats, **common), a.threads)
         mem = {v: run_child(dict(what="search_memory", variant=v, **common), a.threads) for v in SEARCH_VARIANTS}
         for v in SEARCH_VARIANTS:
-            print(f"  {v:>7}: {t[v]['wall']:7.2f} s/step wall ({', '.join(f'{w:.2f}' for w in t[v]['walls'])}), "
+            print(f"  {v:>11}: {t[v]['wall']:7.2f} s/step wall ({', '.join(f'{w:.2f}' for w in t[v]['walls'])}), "
                   f"{t[v]['cpu']:7.2f} s CPU; peak RSS {mem[v]['peak_mb']:6.0f} MB, step {mem[v]['step_mb']:6.0f} MB")
         print(f"  fused / plain supernet step: wall {t['new']['wall'] / t['old']['wall']:.2f}x "
               f"(speed-up {t['old']['wall'] / t['new']['wall']:.2f}x), CPU {t['new']['cpu'] / t['old']['cpu']:.2f}x; "
@@ -339,9 +358,9 @@ def main(argv=None) -> int:
         r = run_child(dict(what="asr_search_times", repeats=a.repeats), a.threads)
         print("\nP-DARTS ASR search step, stage 1 (asr_revised, C=4, 3 cells, pc_k 2, stride-2 stem, CTC, "
               "batch 16, 3x400x40): dilated depthwise input gradients")
-        for v, what in (("asr", "by depthwise_input_grad"), ("asr_native_dw", "by oneDNN (before)")):
+        for v, what in (("asr", "by DilatedConv2d"), ("asr_native_conv", "by nn.Conv2d (before)")):
             print(f"  {what:>24}: {r[v]['wall']:6.2f} s/step wall, {r[v]['cpu']:6.2f} s CPU")
-        print(f"  speed-up {r['asr_native_dw']['wall'] / r['asr']['wall']:.2f}x")
+        print(f"  speed-up {r['asr_native_conv']['wall'] / r['asr']['wall']:.2f}x")
 
     settings = ["fp32_nchw", "fp32_cl", "bf16_cl"] + (["compile_fp32_cl", "compile_bf16_cl"] if a.compile else [])
     for net, batch, desc in (("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
@@ -350,9 +369,9 @@ def main(argv=None) -> int:
                              ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
                                          "batch 16, 3x400x40, 400 units)")):
         # nas1 has no dilated depthwise convs; the CTC network's dil_sep_convs are timed both ways.
-        net_settings = settings + (["fp32_cl_native_dw"] if net == "ctc" else [])
+        net_settings = settings + (["fp32_cl_native_conv"] if net == "ctc" else [])
         if net == "kws_synth":  # 12 channels: BatchNorm by the row kernel and by torch
-            net_settings = ["fp32_cl", "fp32_cl_native_bn"]
+            net_settings = ["fp32_cl", "fp32_cl_native_bn", "fp32_cl_native_conv"]
         r = run_child(dict(what="train", net=net, settings=net_settings, batch=batch, repeats=max(a.repeats, 5)), a.threads)
         first = net_settings[0]
         print(f"\ntraining step, {desc}: {r[first]['flops'] / 1e9:.1f} GFLOP per step")

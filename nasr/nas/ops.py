@@ -30,12 +30,9 @@ class ReLUConvBN(nn.Sequential):
 
     def __init__(self, C_in: int, C_out: int, kernel_size, stride, padding, affine: bool = True,
                  dilation: int = 1):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                      bias=False),
-            BatchNorm2d(C_out, affine=affine),
-        )
+        conv = (DilatedConv2d(C_in, C_out, kernel_size, stride, padding, dilation) if dilation > 1
+                else nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False))
+        super().__init__(nn.ReLU(inplace=False), conv, BatchNorm2d(C_out, affine=affine))
 
 
 def _pair(v) -> tuple:
@@ -48,7 +45,7 @@ def depthwise_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_siz
     the output gradient, spread back onto the input grid (zeros between the strided positions),
     correlated with the spatially flipped kernel. The same sums as the convolution's own backward;
     on CPU, oneDNN's backward-data for dilated depthwise kernels is 6-15x slower than this (see
-    `DilatedDepthwiseConv2d`)."""
+    `DilatedConv2d`)."""
     C = weight.size(0)
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     kh, kw = weight.shape[-2:]
@@ -93,24 +90,54 @@ class _DepthwiseConvFn(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-class DilatedDepthwiseConv2d(nn.Conv2d):
-    """A dilated depthwise convolution (no bias): an nn.Conv2d with the same parameters and state
-    dict, whose training pass on CPU takes the input gradient from `depthwise_input_grad`.
-    oneDNN's own backward-data for dilated depthwise kernels took 3.1-23 ms where this takes
-    0.5-1.9 ms (16x16x101x40, 2 threads; bench/search_step.py measures the CTC network's training
-    step both ways). Undilated depthwise kernels gain nothing from it (0.3-1.6x) and stay
-    nn.Conv2d (`depthwise_conv` picks). Elsewhere (CUDA, export, tracing, no gradient) it is
-    nn.Conv2d's forward. `native_backward = True` (class-wide) switches back, for comparison."""
+def subsampled_conv_args(stride, padding, dilation):
+    """``(strides, padding, dilation)`` when a convolution strided by a divisor of its dilation
+    and padding can run as a stride-1 convolution of its input subsampled by the stride: it reads
+    only every s-th row and column (taps at ``s*o - p + d*i``), so
+    ``conv(x, s, p, d) == conv(x[..., ::s, ::s], 1, p/s, d/s)``: the same sums and the same output
+    size, ``ceil(n/s) + 2p/s - (d/s)(k-1)``; None when it cannot (no stride, or s does not divide
+    d and p)."""
+    strides, pads, dils = _pair(stride), _pair(padding), _pair(dilation)
+    if strides == (1, 1) or any(d % s or p % s for s, p, d in zip(strides, pads, dils)):
+        return None
+    return (strides, tuple(p // s for s, p in zip(strides, pads)),
+            tuple(d // s for s, d in zip(strides, dils)))
 
-    native_backward = False
 
-    def __init__(self, channels: int, kernel_size, stride, padding, dilation):
-        super().__init__(channels, channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, groups=channels, bias=False)
+class DilatedConv2d(nn.Conv2d):
+    """A dilated convolution, dense (the KWS spaces' `conv_*_dil2`) or depthwise (`dil_sep_conv_*`),
+    without bias: an nn.Conv2d with the same parameters and state dict, computed on two faster paths
+    where torch 2.13's CPU kernels are slow:
+
+    * strided by its dilation (a reduction cell's stride-2 edges): as an undilated stride-1
+      convolution of the input subsampled by 2 (`subsampled_conv_args`; the same sums, on every
+      device). oneDNN's backward of stride-2 dilated convs costs 3-8x their forward; forward and
+      backward together take 2-2.6x less time this way for dense kernels (64x24x51x20 5x5: 28.5 vs
+      10.9 ms, 2 threads), 1.2-4x for depthwise ones over 8-24 channels (16 channels 3x3: 0.86x);
+    * otherwise, depthwise over at least 8 channels while training on CPU: the input gradient from
+      `depthwise_input_grad` (oneDNN's backward-data for dilated depthwise kernels took 3.1-23 ms
+      where this takes 0.5-1.9 ms at 16x16x101x40; under 8 channels it gave 0.95x in P-DARTS's
+      synth-size search, so they stay on nn.Conv2d's path).
+
+    Elsewhere it is nn.Conv2d's forward. `native = True` (class-wide) switches both paths off, for
+    comparison (bench/search_step.py)."""
+
+    native = False
+
+    def __init__(self, C_in: int, C_out: int, kernel_size, stride, padding, dilation, groups: int = 1):
+        super().__init__(C_in, C_out, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, bias=False)
+        self.subsampled = subsampled_conv_args(self.stride, self.padding, self.dilation)
 
     def forward(self, x):
-        if (self.native_backward or x.device.type != "cpu" or not torch.is_grad_enabled()
-                or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()):
+        if self.native:
+            return super().forward(x)
+        if self.subsampled is not None:
+            (sh, sw), padding, dilation = self.subsampled
+            return F.conv2d(x[:, :, ::sh, ::sw], self.weight, None, 1, padding, dilation, self.groups)
+        if (self.groups != self.in_channels or self.in_channels < 8 or self.out_channels != self.in_channels
+                or x.device.type != "cpu" or not torch.is_grad_enabled() or torch.jit.is_tracing()
+                or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()):
             return super().forward(x)
         weight = self.weight
         if torch.is_autocast_enabled("cpu"):  # a custom Function is not autocast: cast as conv2d would
@@ -122,13 +149,10 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
 
 
 def depthwise_conv(C: int, kernel_size: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
-    """The depthwise convolution of the separable ops: `DilatedDepthwiseConv2d` when dilated over
-    at least 8 channels (bench/search_step.py: the CTC network's training step, C=8, 1.07-1.14x
-    faster with it; P-DARTS's synth-profile search, ops of 2-8 channels, 0.95x)."""
-    if dilation > 1 and C >= 8:
-        return DilatedDepthwiseConv2d(C, kernel_size, stride, padding, dilation)
-    return nn.Conv2d(C, C, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=C,
-                     bias=False)
+    """The depthwise convolution of the separable ops (a `DilatedConv2d` when dilated)."""
+    if dilation > 1:
+        return DilatedConv2d(C, C, kernel_size, stride, padding, dilation, groups=C)
+    return nn.Conv2d(C, C, kernel_size, stride=stride, padding=padding, groups=C, bias=False)
 
 
 class DilSepConv(nn.Sequential):
@@ -413,7 +437,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
         return x
     keep = 1.0 - drop_prob
     mask = torch.empty((x.size(0), 1, 1, 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
-    return x * mask / keep
+    return x * mask.div_(keep)  # one pass over x, not two
 
 
 def count_parameters(module: nn.Module, exclude: str | None = "auxiliary") -> int:
