@@ -41,31 +41,22 @@ def child(what: str, steps: int) -> list:
     import torch.nn.functional as F
 
     torch.manual_seed(0)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from search_step import DEMO_GENOTYPE, first_order_step
+
     if what == "search":
-        from nasr.nas.architect import Architect
         from nasr.nas.search_model import SearchNetwork
         from nasr.nas.spaces import get_space
 
         x, y = torch.randn(16, 1, 101, 40), torch.randint(0, 12, (16,))
         model = SearchNetwork(1, 12, 8, 3, get_space("nas1"), reduction="every_two", pc_k=2,
                               stem_stride=2, freq_dim=40)
-        w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
 
         def loss_fn(m, b):
             return F.cross_entropy(m(b[0]), b[1])
 
-        arch = Architect(model, loss_fn)
-
-        def step():
-            arch.step((x, y), (x, y), 0.1, w_opt)
-            loss = loss_fn(model, (x, y))
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
+        step = first_order_step(model, loss_fn, (x, y), lambda: None)
     else:
-        sys.path.insert(0, str(ROOT / "bench"))
-        from search_step import DEMO_GENOTYPE
-
         from nasr.models.darts_net import DartsNetwork
         from nasr.nas.genotype import Genotype
 
