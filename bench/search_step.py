@@ -4,14 +4,18 @@ and the training step of the networks a search derives, each against its peer in
 Prints, from one run on this machine:
   * the first-order search step of the plain per-op supernet (``fused_edges=False``, the code path
     before issue 14) against the fused one (the default), and PC-DARTS K=4 (fused): seconds per
-    step, the median of interleaved steps in one process (old, new, pc4keep, pc4, old, ...), wall
-    and CPU time, and their ratios; PC-DARTS K=4 with its ops' activations kept (pc4keep),
+    step, the median of interleaved steps in one process (old, new, new_sep, ..., old, ...), wall
+    and CPU time, and their ratios; the full supernet with its sep_convs' bodies recomputed in
+    backward (new_sep: `recompute_sep_convs=True`, nasr.nas.sep_body); PC-DARTS K=4 as it runs by
+    default (pc4: sep_convs' bodies recomputed), with all its ops' activations kept (pc4keep),
     the same with torch's own BatchNorm at its ops' 4 channels (pc4keep_nbn; the others use
-    nasr.nas.batchnorm's row kernel where it applies), and recomputed in backward (pc4,
-    `recompute_edges=True`); the fused step with torch's own dilated convs (new_nconv: no
-    subsampled stride-2 convs, oneDNN's dilated depthwise backward; `DilatedConv2d.native`);
-  * peak memory of each, one fresh process per variant: peak RSS, and the step's own share (peak
-    RSS minus the RSS before the first step: the model and the batch are built, torch is loaded);
+    nasr.nas.batchnorm's row kernel where it applies), and with every edge recomputed in backward
+    (pc4edges, `recompute_edges=True`); the fused step with torch's own dilated convs (new_nconv:
+    no subsampled stride-2 convs, oneDNN's dilated depthwise backward; `DilatedConv2d.native`);
+  * peak memory of each, one fresh process per variant: the peak of the tensors alive at once in
+    the second step (`peak_tensor_mb`, the CPU counterpart of a GPU's max_memory_allocated), peak
+    RSS, and the first step's own share of it (peak RSS minus the RSS before the first step: the
+    model and the batch are built, torch is loaded);
   * the training step of the derived KWS network (same C, cells, batch) and of the CTC evaluation
     network (the aishell1 synth profile's size: C=8, 5 cells, stride-2 stem, batch 16, 3x400x40)
     under fp32 NCHW, fp32 channels-last, bf16 autocast (channels-last), the CTC network also with
@@ -40,13 +44,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges, native BatchNorm, native dilated convs)
-    "old": (False, 1, False, True, True),
-    "new": (True, 1, False, False, False),
-    "new_nconv": (True, 1, False, False, True),  # the same with torch's own dilated convs
-    "pc4keep": (True, 4, False, False, False),  # PC-DARTS keeping its ops' activations (the default)
-    "pc4keep_nbn": (True, 4, False, True, False),  # the same with torch's BatchNorm at C/4 = 4 channels
-    "pc4": (True, 4, True, False, False),       # ops recomputed in backward (recompute_edges)
+SEARCH_VARIANTS = {  # name: (fused_edges, pc_k, recompute_edges, recompute_sep_convs,
+    #                             native BatchNorm, native dilated convs)
+    "old": (False, 1, False, False, True, True),
+    "new": (True, 1, False, False, False, False),      # the full supernet's default
+    "new_sep": (True, 1, False, True, False, False),   # the same, sep_convs' bodies recomputed
+    "new_nconv": (True, 1, False, False, False, True),  # the same with torch's own dilated convs
+    "pc4": (True, 4, False, True, False, False),       # PC-DARTS K=4's default: sep_convs' bodies recomputed
+    "pc4keep": (True, 4, False, False, False, False),  # PC-DARTS keeping all its ops' activations
+    "pc4keep_nbn": (True, 4, False, False, True, False),  # the same with torch's BatchNorm at 4 channels
+    "pc4edges": (True, 4, True, True, False, False),   # every edge's ops recomputed (recompute_edges)
 }
 
 # The cell `make demo`'s search derived on 2026-12-03 (19:03 run; README, speed section): its
@@ -87,7 +94,7 @@ def _interleaved(steps: dict, repeats: int) -> dict:
 # the search step
 
 def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, recompute: bool,
-                   native_bn: bool = False, native_conv: bool = False):
+                   recompute_sep: bool, native_bn: bool = False, native_conv: bool = False):
     import torch
     import torch.nn.functional as F
 
@@ -100,7 +107,8 @@ def search_step_fn(batch: int, C: int, layers: int, fused: bool, pc_k: int, reco
     x = torch.randn(batch, 1, 101, 40)
     y = torch.randint(0, 12, (batch,))
     model = SearchNetwork(1, 12, C, layers, get_space("nas1"), reduction="every_two", pc_k=pc_k,
-                          freq_dim=40, fused_edges=fused, recompute_edges=recompute)
+                          freq_dim=40, fused_edges=fused, recompute_edges=recompute,
+                          recompute_sep_convs=recompute_sep)
 
     def loss_fn(m, b):
         return F.cross_entropy(m(b[0]), b[1])
@@ -174,7 +182,25 @@ def search_memory(batch, C, layers, variant) -> dict:
     base = _rss_mb()
     step()  # the first step's peak is the step's: the same activations as any later step
     peak = _rss_mb()
-    return {"peak_mb": peak, "step_mb": peak - base}
+    return {"peak_mb": peak, "step_mb": peak - base, "tensor_mb": peak_tensor_mb(step)}
+
+
+def peak_tensor_mb(fn) -> float:
+    """Peak MB of the tensors alive at once while `fn()` runs (what torch.cuda.max_memory_allocated
+    reports on a GPU): the profiler's record of every CPU allocation and free, summed in order.
+    Peak RSS also counts the library code a step first touches and the allocator's free lists
+    (~300 MB here, whatever the network)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +347,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true",
                    help="add torch.compile (inductor) settings to the training steps")
     p.add_argument("--skip-search", action="store_true", help="training steps only")
+    p.add_argument("--skip-train", action="store_true", help="search steps only")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     import torch
@@ -344,16 +371,27 @@ def main(argv=None) -> int:
         mem = {v: run_child(dict(what="search_memory", variant=v, **common), a.threads) for v in SEARCH_VARIANTS}
         for v in SEARCH_VARIANTS:
             print(f"  {v:>11}: {t[v]['wall']:7.2f} s/step wall ({', '.join(f'{w:.2f}' for w in t[v]['walls'])}), "
-                  f"{t[v]['cpu']:7.2f} s CPU; peak RSS {mem[v]['peak_mb']:6.0f} MB, step {mem[v]['step_mb']:6.0f} MB")
+                  f"{t[v]['cpu']:7.2f} s CPU; peak tensors {mem[v]['tensor_mb']:6.0f} MB, "
+                  f"peak RSS {mem[v]['peak_mb']:6.0f} MB, step {mem[v]['step_mb']:6.0f} MB")
+
+        def mem_ratios(v, ref):
+            return (f"peak tensors {mem[v]['tensor_mb'] / mem[ref]['tensor_mb']:.2f}x, "
+                    f"peak RSS {mem[v]['peak_mb'] / mem[ref]['peak_mb']:.2f}x, "
+                    f"step RSS {mem[v]['step_mb'] / mem[ref]['step_mb']:.2f}x")
         print(f"  fused / plain supernet step: wall {t['new']['wall'] / t['old']['wall']:.2f}x "
               f"(speed-up {t['old']['wall'] / t['new']['wall']:.2f}x), CPU {t['new']['cpu'] / t['old']['cpu']:.2f}x; "
-              f"peak RSS {mem['new']['peak_mb'] / mem['old']['peak_mb']:.2f}x")
+              f"{mem_ratios('new', 'old')}")
+        print(f"  full supernet, sep_convs' bodies recomputed / kept: wall {t['new_sep']['wall'] / t['new']['wall']:.2f}x; "
+              f"{mem_ratios('new_sep', 'new')}")
         print(f"  PC-DARTS K=4 (activations kept), BatchNorm at 4 channels by the row kernel / by torch: "
               f"wall {t['pc4keep']['wall'] / t['pc4keep_nbn']['wall']:.2f}x")
-        for v, what in (("pc4keep", "PC-DARTS K=4, activations kept"), ("pc4", "PC-DARTS K=4, edges recomputed")):
-            print(f"  {what} / full supernet (all fused): time wall {t[v]['wall'] / t['new']['wall']:.2f}x, "
-                  f"CPU {t[v]['cpu'] / t['new']['cpu']:.2f}x (limit 0.5x); peak RSS {mem[v]['peak_mb'] / mem['new']['peak_mb']:.2f}x "
-                  f"(limit 0.25x), step memory {mem[v]['step_mb'] / mem['new']['step_mb']:.2f}x")
+        for v, what in (("pc4", "PC-DARTS K=4 (default: sep_convs' bodies recomputed)"),
+                        ("pc4keep", "PC-DARTS K=4, activations kept"),
+                        ("pc4edges", "PC-DARTS K=4, edges recomputed")):
+            print(f"  {what} / full supernet (default): time wall {t[v]['wall'] / t['new']['wall']:.2f}x, "
+                  f"CPU {t[v]['cpu'] / t['new']['cpu']:.2f}x (limit 0.5x); {mem_ratios(v, 'new')} (limit 0.25x)")
+        print(f"  PC-DARTS K=4 (default) / full supernet with sep_convs' bodies recomputed too: time wall "
+              f"{t['pc4']['wall'] / t['new_sep']['wall']:.2f}x; {mem_ratios('pc4', 'new_sep')}")
 
         r = run_child(dict(what="asr_search_times", repeats=a.repeats), a.threads)
         print("\nP-DARTS ASR search step, stage 1 (asr_revised, C=4, 3 cells, pc_k 2, stride-2 stem, CTC, "
@@ -363,11 +401,13 @@ def main(argv=None) -> int:
         print(f"  speed-up {r['asr_native_conv']['wall'] / r['asr']['wall']:.2f}x")
 
     settings = ["fp32_nchw", "fp32_cl", "bf16_cl"] + (["compile_fp32_cl", "compile_bf16_cl"] if a.compile else [])
-    for net, batch, desc in (("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
-                             ("kws_synth", 64, "derived KWS network at the speech_commands synth profile (nas1 "
-                                               "genotype, C=12, 6 cells, stride-2 stem, batch 64, 1x101x40)"),
-                             ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
-                                         "batch 16, 3x400x40, 400 units)")):
+    train_nets = () if a.skip_train else (
+        ("kws", a.batch, f"derived KWS network (nas1 genotype, C=16, 6 cells, batch {a.batch}, 1x101x40)"),
+        ("kws_synth", 64, "derived KWS network at the speech_commands synth profile (nas1 "
+                          "genotype, C=12, 6 cells, stride-2 stem, batch 64, 1x101x40)"),
+        ("ctc", 16, "CTC evaluation network (asr_revised genotype, C=8, 5 cells, stride-2 stem, "
+                    "batch 16, 3x400x40, 400 units)"))
+    for net, batch, desc in train_nets:
         # nas1 has no dilated depthwise convs; the CTC network's dil_sep_convs are timed both ways.
         net_settings = settings + (["fp32_cl_native_conv"] if net == "ctc" else [])
         if net == "kws_synth":  # 12 channels: BatchNorm by the row kernel and by torch

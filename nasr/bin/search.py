@@ -54,7 +54,11 @@ DEFAULTS = {
               # Recompute each edge's ops in backward instead of keeping their activations: with
               # pc_k 4, 0.23x the full supernet's peak memory for 1.42x PC-DARTS's step time
               # (README, speed section; bench/search_step.py).
-              "recompute_edges": False},
+              "recompute_edges": False,
+              # Keep two maps of each sep_conv for backward instead of five (nasr.nas.sep_body):
+              # null = with partial channels (pc_k > 1) only; true halves the full supernet's
+              # activation memory for ~1.1x its step time (README, speed section).
+              "recompute_sep_convs": None},
     "epochs": 50,
     "batch_size": 16,
     "optim": {"lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3.0e-4, "grad_clip": 5.0},
@@ -105,7 +109,7 @@ CHECKS = {
     "seed": non_negative_int,
 }
 # Settings a resume may change: they do not alter the search.
-MAY_CHANGE = ("num_workers", "model.recompute_edges")  # neither changes what is computed
+MAY_CHANGE = ("num_workers", "model.recompute_edges", "model.recompute_sep_convs")  # none changes what is computed
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -233,7 +237,8 @@ def run(args, argv) -> int:
     model = SearchNetwork(c_in, len(labels), m["C"], m["layers"], op_names, reduction=m["reduction"],
                           steps=m["steps"], multiplier=m["multiplier"],
                           stem_multiplier=m["stem_multiplier"], stem_stride=m["stem_stride"], pc_k=m["pc_k"],
-                          freq_dim=freq, recompute_edges=m["recompute_edges"]).to(device)
+                          freq_dim=freq, recompute_edges=m["recompute_edges"],
+                          recompute_sep_convs=m["recompute_sep_convs"]).to(device)
     o, a = cfg["optim"], cfg["arch"]
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=o["lr"], momentum=o["momentum"],
                             weight_decay=o["weight_decay"])

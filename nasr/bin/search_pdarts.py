@@ -60,7 +60,7 @@ log = logging.getLogger("nasr.search_pdarts")
 DEFAULTS = dict(PDARTS_DEFAULTS, **{
     "model": {"C": 16, "reduction": "thirds", "steps": 4, "multiplier": 4, "stem_multiplier": 3,
               "stem_stride": 1, "pc_k": 1, "channels_last": True,
-              "recompute_edges": False},  # as nasr.bin.search: memory for time
+              "recompute_edges": False, "recompute_sep_convs": None},  # as nasr.bin.search
     "batch_size": 4,
     "max_frames": 1024,
     "max_train_utts": None,
@@ -109,7 +109,7 @@ CHECKS = {
     "pick.optim.lr": positive_number,
 }
 # Settings a resume may change: they do not alter the search.
-MAY_CHANGE = ("num_workers", "model.recompute_edges")  # neither changes what is computed
+MAY_CHANGE = ("num_workers", "model.recompute_edges", "model.recompute_sep_convs")  # none changes what is computed
 # The id prefix of Kaldi's speed-perturbed copies (utils/perturb_data_dir_speed.sh): sp0.9-, sp1.1-.
 SPEED_PERTURBED_ID = re.compile(r"^sp[0-9.]+-")
 
@@ -195,7 +195,8 @@ def search_one_seed(cfg, dataset, halves, seed: int, exp: Path, device, resume: 
                              pc_k=m["pc_k"], head="ctc",
                              freq_dim=freq, op_dropout=op_dropout,
                              channels_last=m["channels_last"],
-                             recompute_edges=m["recompute_edges"]).to(device)
+                             recompute_edges=m["recompute_edges"],
+                             recompute_sep_convs=m["recompute_sep_convs"]).to(device)
 
     def batches(indices, salt):
         def epoch_batches(epoch):

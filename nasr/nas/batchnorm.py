@@ -38,6 +38,29 @@ def _fold(col: torch.Tensor, C: int) -> torch.Tensor:
     return col.view(-1, C).sum(0)
 
 
+def channel_sum(x: torch.Tensor, square: bool = False) -> torch.Tensor:
+    """Per-channel sum of a (N, C, H, W) map (of its squares with `square`), over long rows when
+    it is channels-last (`_rows`)."""
+    C = x.size(1)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        x2, _ = _rows(x)
+        col = torch.linalg.vector_norm(x2, 2, dim=0).square_() if square else x2.sum(0)
+        return _fold(col, C)
+    return (x * x if square else x).sum((0, 2, 3))
+
+
+def update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """What a training-mode `bn` does to its running statistics given a batch's per-channel
+    `mean` and unbiased `var` (the running variance is unbiased)."""
+    if not (bn.track_running_stats and bn.running_mean is not None):
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        bn.running_var.mul_(1 - m).add_(var, alpha=m)
+
+
 class _RowBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float):
@@ -130,4 +153,4 @@ class BatchNorm2d(nn.BatchNorm2d):
         return module_batch_norm(self, x, self.weight, self.bias)
 
 
-__all__ = ["BatchNorm2d", "batch_norm", "module_batch_norm"]
+__all__ = ["BatchNorm2d", "batch_norm", "channel_sum", "module_batch_norm", "update_running_stats"]

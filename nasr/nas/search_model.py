@@ -20,7 +20,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from nasr.nas.batchnorm import BatchNorm2d, batch_norm, module_batch_norm
+from nasr.nas import sep_body
+from nasr.nas.batchnorm import BatchNorm2d, batch_norm, module_batch_norm, update_running_stats
 from nasr.nas.genotype import Genotype, derive_genotype, expand_edge_ops, num_edges
 from nasr.nas.ops import (OPS, POOLING_OPS, FactorizedReduce, ReLUConvBN, Zero, build_head,
                           build_op, halved_lengths, make_stem, reduced_size, reduction_indices,
@@ -76,18 +77,6 @@ def scaled_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, scale: Optional[torch
     return module_batch_norm(bn, x, weight, bias, update_stats)
 
 
-def update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor) -> None:
-    """What a training-mode `bn` does to its running statistics given a batch's per-channel
-    `mean` and unbiased `var` (the running variance is unbiased)."""
-    if not (bn.track_running_stats and bn.running_mean is not None):
-        return
-    with torch.no_grad():
-        bn.num_batches_tracked.add_(1)
-        m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
-        bn.running_var.mul_(1 - m).add_(var, alpha=m)
-
-
 class MixedOp(nn.Module):
     """One cell edge: sum_k w_k * op_k(x) over the candidate ops of this edge.
 
@@ -102,11 +91,14 @@ class MixedOp(nn.Module):
     edge take one shared ReLU of the input (`accumulate`: one per input state of a cell), and each
     weight w_k is the scale of the op's final BatchNorm instead of a separate multiply. Same
     modules, parameters and state dict; ``fused=False`` is the plain per-op loop (the reference
-    the tests and bench/search_step.py compare against).
+    the tests and bench/search_step.py compare against). ``recompute_sep_convs`` (fused only)
+    runs each sep_conv's body as `nasr.nas.sep_body.sep_conv_body`: it keeps one map of the op for
+    backward instead of four and computes the rest again there.
     """
 
     def __init__(self, C: int, stride: int, op_names: Sequence[str], pc_k: int = 1,
-                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True):
+                 op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True,
+                 recompute_sep_convs: bool = False):
         super().__init__()
         if pc_k < 1 or C % pc_k:
             raise ValueError(f"pc_k={pc_k} must be >= 1 and divide the channel count {C}")
@@ -115,6 +107,7 @@ class MixedOp(nn.Module):
         self.pc_k = pc_k
         self.C_ops = C // pc_k
         self.fused = fused
+        self.recompute_sep_convs = recompute_sep_convs
         self.ops = nn.ModuleList()
         for name in self.op_names:
             op = build_op(name, self.C_ops, stride, affine=False)
@@ -165,6 +158,8 @@ class MixedOp(nn.Module):
                 y = pooled[k] * w
             elif isinstance(body, FactorizedReduce):
                 y = body.body(y)
+            elif self.recompute_sep_convs and sep_body.applies(body, y):
+                y = sep_body.sep_conv_body(body, y, update_stats)
             else:
                 for m in body:
                     y = m(y) if update_stats or not isinstance(m, nn.BatchNorm2d) else (
@@ -251,7 +246,7 @@ class SearchCell(nn.Module):
     def __init__(self, steps: int, multiplier: int, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool, op_names, pc_k: int = 1,
                  op_dropout: Optional[Mapping[str, float]] = None, fused: bool = True,
-                 recompute_edges: bool = False):
+                 recompute_edges: bool = False, recompute_sep_convs: bool = False):
         super().__init__()
         self.reduction = reduction
         self.fused = fused
@@ -276,7 +271,8 @@ class SearchCell(nn.Module):
         for i in range(steps):
             for j in range(i + 2):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout, fused))
+                self.edges.append(MixedOp(C, stride, edge_ops[len(self.edges)], pc_k, op_dropout, fused,
+                                          recompute_sep_convs))
 
     def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None,
                 edge_weights: Optional[torch.Tensor] = None):
@@ -391,7 +387,9 @@ class SearchNetwork(nn.Module):
     `op_names` is the op list of the space, or {"normal": [ops per edge], "reduce": [...]}.
     `freq_dim` (F of the input) lets heads that need the output's frequency size (per-frame ASR
     heads) know it; the classifier head does not need it. `channels_last` keeps activations NHWC
-    (faster on CPU; outputs are numerically the same).
+    (faster on CPU; outputs are numerically the same). `recompute_edges` and `recompute_sep_convs`
+    trade step time for memory (`SearchCell`, `MixedOp`); `recompute_sep_convs` None means on
+    with partial channels (pc_k > 1), whose point is memory, and off without.
     """
 
     def __init__(self, in_channels: int, num_classes: int, C: int, layers: int, op_names,
@@ -399,14 +397,19 @@ class SearchNetwork(nn.Module):
                  stem_multiplier: int = 3, stem_stride: int = 1, pc_k: int = 1, head: str = "classifier",
                  freq_dim: Optional[int] = None,
                  op_dropout: Optional[Mapping[str, float]] = None, channels_last: bool = True,
-                 fused_edges: bool = True, recompute_edges: bool = False):
+                 fused_edges: bool = True, recompute_edges: bool = False,
+                 recompute_sep_convs: Optional[bool] = None):
         super().__init__()
         self._init_kwargs = dict(
             in_channels=in_channels, num_classes=num_classes, C=C, layers=layers,
             op_names=copy.deepcopy(op_names), reduction=copy.deepcopy(reduction), steps=steps,
             multiplier=multiplier, stem_multiplier=stem_multiplier, stem_stride=stem_stride, pc_k=pc_k, head=head,
             freq_dim=freq_dim, op_dropout=dict(op_dropout or {}), channels_last=channels_last,
-            fused_edges=fused_edges, recompute_edges=recompute_edges)
+            fused_edges=fused_edges, recompute_edges=recompute_edges,
+            recompute_sep_convs=recompute_sep_convs)
+        if recompute_sep_convs is None:  # PC-DARTS is the memory-saving mode: it trades time there
+            recompute_sep_convs = pc_k > 1
+        self.recompute_sep_convs = recompute_sep_convs
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.steps = steps
@@ -427,7 +430,7 @@ class SearchNetwork(nn.Module):
                 C_curr *= 2
             cell = SearchCell(steps, multiplier, C_pp, C_p, C_curr, is_reduction, reduction_prev,
                               self.edge_ops["reduce" if is_reduction else "normal"], pc_k, op_dropout,
-                              fused_edges, recompute_edges)
+                              fused_edges, recompute_edges, recompute_sep_convs)
             self.cells.append(cell)
             reduction_prev = is_reduction
             C_pp, C_p = C_p, multiplier * C_curr

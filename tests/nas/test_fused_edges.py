@@ -32,11 +32,15 @@ def _grads(net, x, y):
 # Recomputed edges (ops run again in backward) must give the same gradients and update the running
 # statistics once per forward. In training, the pooling ops' outputs are shared by the edges that
 # read one state (nas1 and darts have both pools).
-@pytest.mark.parametrize("space,pc_k,recompute", [("nas1", 1, False), ("asr_revised", 1, False),
-                                                  ("nas1", 2, False), ("nas1", 2, True),
-                                                  ("asr_revised", 1, True)])
-def test_fused_edges_match_the_plain_loop(space, pc_k, recompute):
-    ref, fused = _pair(space, pc_k, recompute_edges=recompute)
+# Partial channels recompute the sep_convs' bodies by default (nasr.nas.sep_body); without them
+# only when asked (darts: sep_convs next to dilated separable ones).
+@pytest.mark.parametrize("space,pc_k,recompute,sep", [
+    ("nas1", 1, False, None), ("asr_revised", 1, False, None), ("nas1", 2, False, None),
+    ("nas1", 2, True, None), ("asr_revised", 1, True, None), ("nas1", 2, False, False),
+    ("darts", 1, False, True)])
+def test_fused_edges_match_the_plain_loop(space, pc_k, recompute, sep):
+    ref, fused = _pair(space, pc_k, recompute_edges=recompute, recompute_sep_convs=sep)
+    assert fused.cells[0].edges[0].recompute_sep_convs == (pc_k > 1 if sep is None else sep)
     x = torch.randn(4, 1, 13, 11, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 3])
     with torch.no_grad():  # alphas (and betas) away from uniform, so that every weight matters
@@ -58,11 +62,11 @@ def test_fused_edges_match_the_plain_loop(space, pc_k, recompute):
         torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("recompute", [False, True])
-def test_fused_edges_with_op_dropout_and_masks(recompute):
+@pytest.mark.parametrize("recompute,sep", [(False, False), (True, False), (False, True)])
+def test_fused_edges_with_op_dropout_and_masks(recompute, sep):
     # Recomputed edges must replay the forward's dropout masks in backward.
     ref, fused = _pair("darts", op_dropout={"sep_conv_3x3": 0.3, "max_pool_3x3": 0.2},
-                       recompute_edges=recompute)
+                       recompute_edges=recompute, recompute_sep_convs=sep)
     mask = torch.ones(14, 8, dtype=torch.bool)
     mask[::2, 5] = False
     mask[1::3, 1] = False  # max_pool_3x3 off on some edges: their running statistics stay put
@@ -85,3 +89,5 @@ def test_new_keeps_the_switch():
     net = SearchNetwork(1, 5, 4, 3, get_space("darts"), pc_k=2, recompute_edges=True)
     assert net.cells[0].recompute_edges and net.new().cells[0].recompute_edges
     assert not SearchNetwork(1, 5, 4, 3, get_space("darts"), pc_k=2).new().cells[0].recompute_edges
+    net = SearchNetwork(1, 5, 4, 3, get_space("darts"), recompute_sep_convs=True)
+    assert net.new().cells[0].edges[0].recompute_sep_convs
