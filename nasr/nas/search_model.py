@@ -33,8 +33,15 @@ ARCH_PREFIXES = ("alphas_", "betas_")
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave channels across `groups` (ShuffleNet), so the next edge sees other channels."""
+    """Interleave channels across `groups` (ShuffleNet), so the next edge sees other channels.
+    The output keeps the input's memory format: a channels-last map is shuffled as (N, T, F, C),
+    since reshaping the (N, C, T, F) view would return it contiguous (NCHW), and every later op
+    of the search network would then mix the two formats (their slow paths: 6x for a ReLU's
+    backward)."""
     n, c, t, f = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)
+        return nhwc.view(n, t, f, groups, c // groups).transpose(3, 4).reshape(n, t, f, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, t, f).transpose(1, 2).reshape(n, c, t, f)
 
 
@@ -234,6 +241,14 @@ def recomputed_edge(edge: MixedOp, xa: torch.Tensor, relu_xa: torch.Tensor, weig
     return checkpoint(run, xa, relu_xa, weights, scale, *[pooled[k] for k in keys], use_reentrant=False)
 
 
+def _after_relu(preprocess: nn.Module, r: torch.Tensor) -> torch.Tensor:
+    """``preprocess(x)`` given ``r = relu(x)``: a cell's preprocessing op without its ReLU."""
+    if isinstance(preprocess, FactorizedReduce):
+        return preprocess.bn(preprocess.body(r))
+    relu, conv, bn = preprocess  # ReLUConvBN
+    return bn(conv(r))
+
+
 class SearchCell(nn.Module):
     """A DAG of 2 inputs and `steps` nodes; every node sums MixedOps from all earlier states.
 
@@ -275,9 +290,14 @@ class SearchCell(nn.Module):
                                           recompute_sep_convs))
 
     def forward(self, s0, s1, weights: torch.Tensor, active: Optional[List[List[bool]]] = None,
-                edge_weights: Optional[torch.Tensor] = None):
-        """`edge_weights` (one per edge, PC-DARTS's normalised betas) scale each edge's output."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+                edge_weights: Optional[torch.Tensor] = None, relu_inputs: bool = False):
+        """`edge_weights` (one per edge, PC-DARTS's normalised betas) scale each edge's output.
+        ``relu_inputs``: s0 and s1 are already passed through a ReLU (both preprocessing ops start
+        with one; `SearchNetwork` computes it once per cell output, which two cells read)."""
+        if relu_inputs:
+            states = [_after_relu(self.preprocess0, s0), _after_relu(self.preprocess1, s1)]
+        else:
+            states = [self.preprocess0(s0), self.preprocess1(s1)]
         node = self._fused_node if self.fused else self._reference_node
         offset = 0
         inputs = []
@@ -528,15 +548,19 @@ class SearchNetwork(nn.Module):
         e_normal, e_reduce = self.edge_weights() or (None, None)
         # One host sync per cell type; lets every edge skip ops with weight exactly 0.
         act_normal, act_reduce = (w_normal != 0).tolist(), (w_reduce != 0).tolist()
-        s0 = s1 = self.stem(x)
+        s = self.stem(x)
         if self.channels_last:
-            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
-        for cell in self.cells:
-            if cell.reduction:
-                s0, s1 = s1, cell(s0, s1, w_reduce, act_reduce, e_reduce)
-            else:
-                s0, s1 = s1, cell(s0, s1, w_normal, act_normal, e_normal)
-        return s1
+            s = s.contiguous(memory_format=torch.channels_last)
+        # Every cell output is read by the next two cells' preprocessing ops, which both start with
+        # a ReLU: fused cells take it computed once (one pass, and one map kept for backward,
+        # fewer per cell); plain cells (the reference) each compute their own.
+        fused = all(cell.fused for cell in self.cells)
+        s0 = s1 = F.relu(s) if fused else s
+        for i, cell in enumerate(self.cells):
+            w, act, e = (w_reduce, act_reduce, e_reduce) if cell.reduction else (w_normal, act_normal, e_normal)
+            s = cell(s0, s1, w, act, e, relu_inputs=fused)
+            s0, s1 = s1, (F.relu(s) if fused and i + 1 < len(self.cells) else s)
+        return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
