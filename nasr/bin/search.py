@@ -52,12 +52,12 @@ DEFAULTS = {
     "model": {"C": 16, "layers": 6, "reduction": "every_two", "steps": 4, "multiplier": 4,
               "stem_multiplier": 3, "stem_stride": 1, "pc_k": 1,
               # Recompute each edge's ops in backward instead of keeping their activations: with
-              # pc_k 4, 0.23x the full supernet's peak memory for 1.42x PC-DARTS's step time
-              # (README, speed section; bench/search_step.py).
+              # pc_k 4, 0.12x the full supernet's peak tensor memory for 1.58x PC-DARTS's default
+              # step time (README, speed section; bench/search_step.py).
               "recompute_edges": False,
               # Keep two maps of each sep_conv for backward instead of five (nasr.nas.sep_body):
-              # null = with partial channels (pc_k > 1) only; true halves the full supernet's
-              # activation memory for ~1.1x its step time (README, speed section).
+              # null = with partial channels (pc_k > 1) only; true gives the full supernet 0.63x
+              # its peak tensor memory for 1.12x its step time (README, speed section).
               "recompute_sep_convs": None},
     "epochs": 50,
     "batch_size": 16,
