@@ -62,8 +62,11 @@ def _will_run(node) -> bool:
     """Will the running backward pass execute `node` (a weight's gradient accumulator)?"""
     if node is None:
         return False
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)  # private: may go away
+    if will_execute is None:
+        return True
     try:
-        return torch._C._will_engine_execute_node(node)
+        return will_execute(node)
     except RuntimeError:  # torch.autograd.grad() with this weight among its inputs: it is wanted
         return True
 
