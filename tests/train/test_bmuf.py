@@ -183,13 +183,30 @@ def _scenario_resume(rank, out):
     torch.save({"global": flat(bmuf.global_params), "num_updates": bmuf.num_updates}, out / f"resume{rank}.pt")
 
 
+def _leave(rank):
+    """Exit without tearing the process group down, every result written: after a barrier, the
+    other ranks say so through the store and exit at once; rank 0 (the store's host) waits for
+    them, then exits. Torn down by nasr.train.distributed.cleanup, a worker still aborted now and
+    then in gloo's teardown (SIGABRT, "terminate called without an active exception"; the resume
+    scenario, clean-clone CI of 2026-12-04), failing the test on nothing BMUF computes."""
+    import torch.distributed as dist
+    dist.barrier()
+    store = dist.distributed_c10d._get_default_store()
+    if rank != 0:
+        store.add("test_ranks_left", 1)
+        os._exit(0)
+    deadline = time.monotonic() + 30
+    while store.add("test_ranks_left", 0) < WORLD - 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os._exit(0)
+
+
 def _worker(rank, port, scenario, out):
     out = Path(out)
     try:
         _join(rank, port)
         globals()[f"_scenario_{scenario}"](rank, out)
-        from nasr.train.distributed import cleanup
-        cleanup()
+        _leave(rank)
     except BaseException:
         (out / f"traceback{rank}.txt").write_text(traceback.format_exc())
         os._exit(3)
