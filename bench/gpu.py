@@ -68,10 +68,6 @@ PDARTS_RUNS = 6  # 3 seeds x 2 spaces
 PDARTS_PAPER_GPU_HOURS = 89 * 8
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _kws_batch(torch, s, device):
     x = torch.randn(s["batch"], 1, s["frames"], s["bins"], device=device)
     y = torch.randint(0, 12, (s["batch"],), device=device)
@@ -90,7 +86,7 @@ def _asr_batch(torch, s, device):
     return AsrBatch(x, x_lens, targets, target_lens)
 
 
-def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int = 0):
+def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int = 0, backend: str = "inductor"):
     """(step, extra_step or None): closures running one step of `kind`."""
     import torch
     import torch.nn.functional as F
@@ -106,7 +102,7 @@ def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int 
 
     amp, scaler = plan.amp_dtype, plan.make_scaler()
     arch_amp = alpha_step_amp(amp)
-    maybe_compile = (lambda m: torch.compile(m)) if compile_ else (lambda m: m)
+    maybe_compile = (lambda m: torch.compile(m, backend=backend)) if compile_ else (lambda m: m)
 
     if kind.startswith("kws_search"):
         s = sizes["kws"]
@@ -198,9 +194,35 @@ def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int 
     raise ValueError(f"unknown kind {kind}")
 
 
+def _peak_mb(torch, device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    try:  # VmHWM, reset by _reset_peak (Linux); else the process's lifetime peak
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak(torch, device) -> None:
+    """Peak memory from here on: several cases share one process, so each one's peak is taken over
+    its own timed steps (on CPU, writing 5 to clear_refs resets VmHWM to the current RSS)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def measure(kind: str, device_name: str, tiny: bool, amp: bool, compile_: bool, repeats: int,
-            stage: int = 0, threads: int = 0) -> dict:
-    """One (kind, amp, compile) case in this process: step seconds, peak memory, warm-up seconds."""
+            stage: int = 0, threads: int = 0, backend: str = "inductor", before_timing=None) -> dict:
+    """One (kind, amp, compile) case: step seconds, peak memory over the timed steps, warm-up seconds.
+    `before_timing` runs between the warm-up (the compile) and the timed steps."""
     import torch
 
     from nasr.utils.device import plan_device
@@ -212,7 +234,7 @@ def measure(kind: str, device_name: str, tiny: bool, amp: bool, compile_: bool, 
     plan = plan_device(device, "auto" if amp else "off", bf16=amp)
     plan.apply()
     sizes = TINY if tiny else PAPER
-    step, extra = build_case(kind, sizes, device, plan, compile_, stage)
+    step, extra = build_case(kind, sizes, device, plan, compile_, stage, backend)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(fn):
@@ -223,54 +245,177 @@ def measure(kind: str, device_name: str, tiny: bool, amp: bool, compile_: bool, 
         return time.perf_counter() - t
 
     warm = sum(timed(step) for _ in range(1 if tiny else 2))  # compile, allocator, cuDNN autotuning
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    if extra is not None:
+        warm += timed(extra)
+    if before_timing is not None:
+        before_timing()
+    _reset_peak(torch, device)
     times = [timed(step) for _ in range(repeats)]
     out = {"seconds": statistics.median(times), "warmup_s": warm, "amp": plan.amp_name}
     if extra is not None:
-        timed(extra)
         out["weight_step_s"] = statistics.median([timed(extra) for _ in range(repeats)])
-    out["peak_mb"] = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda"
-                      else _peak_rss_mb())
+    out["peak_mb"] = _peak_mb(torch, device)
+    if not compile_:  # the step's matmul and conv FLOPs (the compiled step does the same arithmetic)
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as fc:
+            step()
+        out["flops"] = fc.get_total_flops()
     return out
 
 
-def _child(conn, args):
-    try:
-        conn.send(measure(**args))
-    except Exception as e:  # noqa: BLE001 (reported in the table)
-        conn.send({"error": f"failed: {type(e).__name__}: {str(e)[:150]}"})
+def matmul_gflops(device, dtype_name: str, n: int, repeats: int = 5) -> float:
+    """The device's matmul rate in `dtype_name` (the ceiling the steps' GFLOP/s are read against)."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
-def run_case(args: dict, timeout: float) -> dict:
-    """`measure(**args)` in a fresh process: a forked one on CPU (torch and nasr already imported:
-    no start-up per case; this process runs no torch op before, so no OpenMP pool is forked), a new
-    interpreter on CUDA (a CUDA context does not survive a fork)."""
-    if args["device_name"] == "cpu":
-        import multiprocessing as mp
+def _child(spec: dict) -> None:
+    """A child process: measures spec["cases"] in order, printing one JSON line per case. With
+    spec["wait"], it prints {"ready": true} after the warm-up (the compile) and times only once the
+    parent writes a line to its stdin: compiles run side by side, timed steps one process at a time."""
+    import gc
 
-        ctx = mp.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(send, args))
-        proc.start()
-        send.close()
-        got = recv.poll(timeout)
-        out = recv.recv() if got else {"error": f"not measured: took over {timeout:.0f} s (compile included)"}
-        proc.join(5 if got else 0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        return out
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(args)]
+    def emit(obj):
+        print(json.dumps(obj), flush=True)
+
+    def wait_for_turn():
+        emit({"ready": True})
+        if not sys.stdin.readline():
+            raise SystemExit(0)  # the parent is gone
+
+    for args in spec["cases"]:
+        try:
+            emit(measure(**args, before_timing=wait_for_turn if spec.get("wait") else None))
+        except Exception as e:  # noqa: BLE001 (reported in the table)
+            emit({"error": f"failed: {type(e).__name__}: {str(e)[:150]}"})
+        gc.collect()
+        if args["device_name"].startswith("cuda"):
+            import torch
+            torch.cuda.empty_cache()
+
+
+class _Child:
+    """A `--child` process and the JSON lines it prints, read by a thread (so every wait has a deadline)."""
+
+    def __init__(self, spec: dict, env: dict):
+        import queue
+        import threading
+
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.lines, self.stderr_tail = queue.Queue(), []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+        self.lines.put(None)  # exited
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line.rstrip()])[-20:]
+
+    def next(self, deadline: float):
+        """The next JSON object; None when the child exited; "timeout" past `deadline`."""
+        import queue
+
+        try:
+            return self.lines.get(timeout=max(0.0, deadline - time.time()))
+        except queue.Empty:
+            return "timeout"
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def died(self) -> str:
+        self.proc.wait()
+        last = next((ln for ln in reversed(self.stderr_tail) if ln.strip()), "?")
+        return f"failed: exit {self.proc.returncode}: {last[:150]}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def _child_env(compile_threads: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"not measured: took over {timeout:.0f} s (compile included)"}
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["?"])[-1]
-        return {"error": f"failed: {last[:150]}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    if compile_threads:
+        env["TORCHINDUCTOR_COMPILE_THREADS"] = str(compile_threads)
+    return env
+
+
+def run_in_sequence(cases: list, deadline: float, report) -> None:
+    """The eager cases, one after another in one process (a new one only after a crash)."""
+    todo = list(cases)
+    while todo:
+        child = _Child({"cases": [args for _, args in todo]}, _child_env())
+        while todo:
+            got = child.next(deadline)
+            if got == "timeout":
+                child.kill()
+                for key, _ in todo:
+                    report(key, {"error": "not measured: the run's time budget was spent"})
+                return
+            key, _ = todo.pop(0)
+            if got is None:  # crashed on this case; the rest in a fresh process
+                report(key, {"error": child.died()})
+                break
+            report(key, got)
+        child.kill()
+
+
+def run_side_by_side(waves: list, compile_timeout: float, deadline: float, report) -> None:
+    """The compiled cases, wave by wave: the processes of a wave compile at once (the compile is CPU
+    work), then each times its steps alone on the device while the others wait."""
+    cpus = os.cpu_count() or 1
+    for wave in waves:
+        if time.time() >= deadline:
+            for key, _ in wave:
+                report(key, {"error": "not measured: the run's time budget was spent"})
+            continue
+        # Two compile workers per process on the CPUs' share (a process spends part of its compile
+        # in single-threaded tracing, so the CPUs are oversubscribed by at most 2x).
+        env = _child_env(compile_threads=max(1, 2 * cpus // len(wave)))
+        children = [(key, _Child({"cases": [args], "wait": True}, env)) for key, args in wave]
+        compile_deadline = min(time.time() + compile_timeout, deadline)
+        ready = []
+        for key, child in children:
+            got = child.next(compile_deadline)
+            if got == "timeout":
+                report(key, {"error": f"not measured: not compiled within {compile_timeout:.0f} s "
+                                      f"({len(wave)} compiling at once on {cpus} CPUs)"})
+                child.kill()
+            elif got is None:
+                report(key, {"error": child.died()})
+            elif "error" in got:
+                report(key, got)
+                child.kill()
+            else:
+                ready.append((key, child))
+        for key, child in ready:
+            child.go()
+            got = child.next(deadline)
+            report(key, {"error": "not measured: the run's time budget was spent"} if got == "timeout"
+                     else {"error": child.died()} if got is None else got)
+            child.kill()
 
 
 def fmt_ratio(a, b) -> str:
@@ -280,7 +425,7 @@ def fmt_ratio(a, b) -> str:
 def project(results: dict, device_desc: str) -> list:
     """The papers' search costs from this run's step times (the fastest measured variant)."""
     def best(kind, key="seconds"):
-        vals = [(r[key], v) for (k, v), r in results.items() if k == kind and key in r]
+        vals = [(r[key], v) for (k, v), r in results.items() if k == kind and r and key in r]
         return min(vals) if vals else (None, None)
 
     lines = [f"Projected search costs on {device_desc} (one GPU, no data wait, fastest variant per step):"]
@@ -311,6 +456,21 @@ def project(results: dict, device_desc: str) -> list:
     return lines
 
 
+def waves_by_memory(cases: list, peak_mb: dict, capacity_mb: float, max_jobs: int) -> list:
+    """The compiled cases in waves that fit the device side by side, each case counted at its eager
+    peak (unknown: the largest known), at most `max_jobs` per wave."""
+    known = [v for v in peak_mb.values() if v]
+    waves, used = [], 0.0
+    for key, args in cases:
+        need = peak_mb.get(key) or (max(known) if known else 0.0)
+        if not waves or len(waves[-1]) >= max_jobs or used + need > capacity_mb:
+            waves.append([])
+            used = 0.0
+        waves[-1].append((key, args))
+        used += need
+    return waves
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (paper sizes) or cpu (tiny sizes)")
@@ -320,15 +480,20 @@ def main(argv=None) -> int:
     p.add_argument("--compile", choices=("on", "off", "auto"), default="auto",
                    help="measure torch.compile variants (auto: on CUDA; off on CPU, where one compile of the "
                         "tiny supernet takes longer than the whole tiny benchmark)")
-    p.add_argument("--compile-timeout", type=float, default=None,
-                   help="seconds a compiled case may take, compile included (default 90 cuda, 60 cpu)")
+    p.add_argument("--compile-timeout", type=float, default=180.0,
+                   help="seconds the compiled cases of one wave may take to compile and warm up, side by side")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend (eager / aot_eager time Dynamo's and AOTAutograd's share)")
+    p.add_argument("--budget", type=float, default=420.0,
+                   help="seconds for the whole run: cases not measured by then are reported as such")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per case (default: torch's on CUDA, 1 on CPU: on a shared machine "
                         "OpenMP threads spin-waiting on oversubscribed cores made tiny steps 7x slower)")
+    p.add_argument("--json", default=None, help="also write every figure to this JSON file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(measure(**json.loads(a.child))))
+        _child(json.loads(a.child))
         return 0
 
     import torch
@@ -336,62 +501,82 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     from nasr.utils.device import describe_device, get_device, plan_device
 
+    t_start = time.time()
+    deadline = t_start + a.budget
     device = get_device(a.device)
     tiny = a.tiny or device.type == "cpu"
     repeats = a.repeats or (5 if device.type == "cuda" else 2)
     do_compile = a.compile == "on" or (a.compile == "auto" and device.type == "cuda")
-    timeout = a.compile_timeout or (90.0 if device.type == "cuda" else 60.0)
     threads = a.threads if a.threads is not None else (0 if device.type == "cuda" else 1)
     plan = plan_device(device, "auto", bf16=True)
-    # On CPU the cases are forked from here: describe_device (torch.get_num_threads starts the
-    # OpenMP pool, which a forked child would then hang in) runs only after them.
-    desc = describe_device(device) if device.type == "cuda" else "CPU"
+    desc = describe_device(device)
     print(f"bench/gpu.py on {desc}, torch {torch.__version__}; sizes: {'tiny' if tiny else 'the papers'}; "
           f"AMP = {plan.amp_name}{' + GradScaler' if plan.grad_scaler else ''}; {repeats} timed steps per case"
-          f"{f'; {threads} torch thread(s)' if threads else ''}")
+          f"{f'; {threads} torch thread(s)' if threads else ''}", flush=True)
+    # fp32 stays fp32 (torch's default: no TF32 matmuls), as in the steps' fp32 variants.
+    n_mm = 1024 if tiny else 8192
+    peak = {dt: matmul_gflops(device, dt, n_mm) for dt in ("fp32", plan.amp_name)}
+    print(f"matmul {n_mm}x{n_mm}: " + ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in peak.items()), flush=True)
     if not do_compile:
         print("compile: not measured (--compile off, or on CPU by default: inductor compiles each tiny "
               "supernet for longer than this whole benchmark runs; --compile on measures it)")
-    if device.type == "cpu":  # imported once here; every forked case inherits them
-        import nasr.models.darts_net  # noqa: F401
-        import nasr.nas.search_model  # noqa: F401
-        import nasr.train.ctc  # noqa: F401
-    t_start = time.time()
-    results = {}
-    cases = []
+    eager, compiled = [], []
     for kind in a.kinds:
         for stage in (range(3) if kind == "pdarts_search" else [0]):
             name = f"{kind}#{stage + 1}" if kind == "pdarts_search" else kind
             for var, comp in VARIANTS:
-                if comp and not do_compile:
-                    continue
-                cases.append((name, kind, stage, var, comp))
-    for name, kind, stage, var, comp in cases:
-        label = var + ("+compile" if comp else "")
-        args = dict(kind=kind, device_name=str(device), tiny=tiny, amp=var == "amp", compile_=comp,
-                    repeats=repeats, stage=stage, threads=threads)
-        results[(name, label)] = run_case(args, timeout if comp else 4 * timeout)
+                args = dict(kind=kind, device_name=str(device), tiny=tiny, amp=var == "amp", compile_=comp,
+                            repeats=repeats, stage=stage, threads=threads, backend=a.compile_backend)
+                key = (name, var + ("+compile" if comp else ""))
+                if not comp:
+                    eager.append((key, args))
+                elif do_compile:
+                    compiled.append((key, args))
+    results = {key: None for key, _ in eager + compiled}  # the table's order
 
-    if device.type == "cpu":
-        desc = describe_device(device)
-        print(f"CPU: {desc}")
+    def report(key, r):
+        results[key] = r
+        what = r["error"] if "error" in r else f"{r['seconds'] * 1e3:.1f} ms/step, {r['peak_mb']:.0f} MB"
+        print(f"  [{time.time() - t_start:5.0f} s] {key[0]} {key[1]}: {what}", flush=True)
+
+    run_in_sequence(eager, deadline, report)
+    if compiled:
+        peaks = {key: (results.get((key[0], key[1].split("+")[0])) or {}).get("peak_mb") for key, _ in compiled}
+        capacity = (0.8 * torch.cuda.get_device_properties(device).total_memory / 2 ** 20
+                    if device.type == "cuda" else float("inf"))
+        waves = waves_by_memory(compiled, peaks, capacity, max_jobs=len(compiled))
+        print(f"compiling {len(compiled)} cases in {len(waves)} wave(s) side by side, then timing each alone",
+              flush=True)
+        run_side_by_side(waves, a.compile_timeout, deadline, report)
+
     mem_unit = "peak GPU MB" if device.type == "cuda" else "peak RSS MB"
     print(f"\n{'step':<17}{'variant':<14}{'ms/step':>10}{mem_unit:>13}{'time vs fp32':>14}{'mem vs fp32':>13}"
-          f"{'warm-up s':>11}")
-    for name, label in results:
-        r, base = results[(name, label)], results.get((name, "fp32"), {})
+          f"{'warm-up s':>11}{'GFLOP/s':>10}{'of mm':>7}")
+    for (name, label), r in results.items():
+        base, r = results.get((name, "fp32")) or {}, r or {"error": "not measured"}
         if "error" in r:
             print(f"{name:<17}{label:<14}  {r['error']}")
             continue
+        flops = base.get("flops") or r.get("flops")
+        rate = f"{flops / r['seconds'] / 1e9:>10.0f}{flops / r['seconds'] / 1e9 / peak[label.split('+')[0].replace('amp', plan.amp_name)]:>7.3f}" if flops else ""
         print(f"{name:<17}{label:<14}{r['seconds'] * 1e3:>10.1f}{r['peak_mb']:>13.0f}"
               f"{fmt_ratio(r['seconds'], base.get('seconds')):>14}{fmt_ratio(r['peak_mb'], base.get('peak_mb')):>13}"
-              f"{r['warmup_s']:>11.1f}")
+              f"{r['warmup_s']:>11.1f}{rate}")
     print("\n(time and memory ratios: each variant against the fp32 eager step of the same kind in this run; "
-          "warm-up: the untimed first step(s), compile included)")
-    if device.type == "cuda" and not tiny:
+          "memory: the peak over the timed steps; warm-up: the untimed first steps, compile included; GFLOP/s: "
+          "the step's matmul and conv FLOPs (torch.utils.flop_counter, counted on the eager fp32 step) per "
+          "second; of mm: of the matmul rate above in the variant's dtype)")
+    projection = project(results, desc) if device.type == "cuda" and not tiny else []
+    if projection:
         print()
-        print("\n".join(project(results, desc)))
+        print("\n".join(projection))
     print(f"\ntotal {time.time() - t_start:.0f} s")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": desc, "torch": torch.__version__, "tiny": tiny, "repeats": repeats,
+                       "matmul_gflops": peak,
+                       "results": [dict(step=k[0], variant=k[1], **r) for k, r in results.items()],
+                       "projection": projection}, f, indent=1)
     return 0
 
 
