@@ -15,8 +15,10 @@ whole run takes well under a minute on 2 cores):
   ctc_train        CTC training step of ASRNET-B's small evaluation network (17 cells, C=24, batch 4,
                    1434 units) (pdarts-asr-transfer, section 4.4)
 
-Each (kind, amp, compile) runs in its own process (its own peak memory, and a compile that takes
-too long is stopped at `--compile-timeout` and reported, not waited for). AMP is what
+The eager cases run one after another in one process (each one's peak memory is taken over its own
+timed steps). The compiled cases compile side by side, one process each, in waves that fit the
+device's memory at their eager peaks, then time their steps one process at a time; a wave not
+compiled within `--compile-timeout`, and any case past `--budget`, is reported, not waited for. AMP is what
 nasr.utils.device.plan_device picks for the device (`amp: auto`): bf16 where the card has it, else
 fp16 with a GradScaler; on CPU, bf16. The alpha step autocasts only in bf16
 (nasr.nas.architect.alpha_step_amp). Printed: step time (median of `--repeats` after warm-up),
@@ -30,7 +32,7 @@ CUDA the papers' search costs projected from the fastest variant:
     perturbation) / 2 / 4 = 45,037 steps, 3 seeds x 2 spaces, against 89 h on 8 Tesla P40 (712
     GPU-hours). Our own figures assume one GPU and no data wait.
 
-e.g.: python bench/gpu.py --device cuda          # < 5 minutes on one GPU
+e.g.: python bench/gpu.py --device cuda          # at most --budget (420 s) on one GPU
       python bench/gpu.py --device cpu           # tiny sizes, the test (tests/bench/test_gpu_bench.py)
 """
 from __future__ import annotations
