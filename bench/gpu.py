@@ -32,7 +32,7 @@ CUDA the papers' search costs projected from the fastest variant:
     perturbation) / 2 / 4 = 45,037 steps, 3 seeds x 2 spaces, against 89 h on 8 Tesla P40 (712
     GPU-hours). Our own figures assume one GPU and no data wait.
 
-e.g.: python bench/gpu.py --device cuda          # at most --budget (420 s) on one GPU
+e.g.: python bench/gpu.py --device cuda          # at most --budget (290 s) on one GPU
       python bench/gpu.py --device cpu           # tiny sizes, the test (tests/bench/test_gpu_bench.py)
 """
 from __future__ import annotations
@@ -384,9 +384,10 @@ def run_in_sequence(cases: list, deadline: float, report) -> None:
         child.kill()
 
 
-def run_side_by_side(waves: list, compile_timeout: float, deadline: float, report) -> None:
+def run_side_by_side(waves: list, compile_timeout: float, deadline: float, report, timing_s: dict) -> None:
     """The compiled cases, wave by wave: the processes of a wave compile at once (the compile is CPU
-    work), then each times its steps alone on the device while the others wait."""
+    work), then each times its steps alone on the device while the others wait. A wave stops
+    compiling in time to leave `timing_s[key]` seconds per case for the timed steps."""
     cpus = os.cpu_count() or 1
     for wave in waves:
         if time.time() >= deadline:
@@ -397,12 +398,13 @@ def run_side_by_side(waves: list, compile_timeout: float, deadline: float, repor
         # in single-threaded tracing, so the CPUs are oversubscribed by at most 2x).
         env = _child_env(compile_threads=max(1, 2 * cpus // len(wave)))
         children = [(key, _Child({"cases": [args], "wait": True}, env)) for key, args in wave]
-        compile_deadline = min(time.time() + compile_timeout, deadline)
+        wave_start = time.time()
+        compile_deadline = min(wave_start + compile_timeout, deadline - sum(timing_s[key] for key, _ in wave))
         ready = []
         for key, child in children:
             got = child.next(compile_deadline)
             if got == "timeout":
-                report(key, {"error": f"not measured: not compiled within {compile_timeout:.0f} s "
+                report(key, {"error": f"not measured: not compiled within {max(0.0, compile_deadline - wave_start):.0f} s "
                                       f"({len(wave)} compiling at once on {cpus} CPUs)"})
                 child.kill()
             elif got is None:
@@ -482,11 +484,11 @@ def main(argv=None) -> int:
     p.add_argument("--compile", choices=("on", "off", "auto"), default="auto",
                    help="measure torch.compile variants (auto: on CUDA; off on CPU, where one compile of the "
                         "tiny supernet takes longer than the whole tiny benchmark)")
-    p.add_argument("--compile-timeout", type=float, default=180.0,
+    p.add_argument("--compile-timeout", type=float, default=150.0,
                    help="seconds the compiled cases of one wave may take to compile and warm up, side by side")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend (eager / aot_eager time Dynamo's and AOTAutograd's share)")
-    p.add_argument("--budget", type=float, default=420.0,
+    p.add_argument("--budget", type=float, default=290.0,
                    help="seconds for the whole run: cases not measured by then are reported as such")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per case (default: torch's on CUDA, 1 on CPU: on a shared machine "
@@ -549,7 +551,10 @@ def main(argv=None) -> int:
         waves = waves_by_memory(compiled, peaks, capacity, max_jobs=len(compiled))
         print(f"compiling {len(compiled)} cases in {len(waves)} wave(s) side by side, then timing each alone",
               flush=True)
-        run_side_by_side(waves, a.compile_timeout, deadline, report)
+        # Time left for each compiled case's timed steps: its eager steps' time, and start-up.
+        timing_s = {key: 3.0 + (repeats + 3) * ((results.get((key[0], key[1].split("+")[0])) or {}).get("seconds")
+                                                 or 1.0) for key, _ in compiled}
+        run_side_by_side(waves, a.compile_timeout, deadline, report, timing_s)
 
     mem_unit = "peak GPU MB" if device.type == "cuda" else "peak RSS MB"
     print(f"\n{'step':<17}{'variant':<14}{'ms/step':>10}{mem_unit:>13}{'time vs fp32':>14}{'mem vs fp32':>13}"
