@@ -88,7 +88,8 @@ def _asr_batch(torch, s, device):
     return AsrBatch(x, x_lens, targets, target_lens)
 
 
-def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int = 0, backend: str = "inductor"):
+def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int = 0, backend: str = "inductor",
+               mode: str = "default"):
     """(step, extra_step or None): closures running one step of `kind`."""
     import torch
     import torch.nn.functional as F
@@ -104,7 +105,8 @@ def build_case(kind: str, sizes: dict, device, plan, compile_: bool, stage: int 
 
     amp, scaler = plan.amp_dtype, plan.make_scaler()
     arch_amp = alpha_step_amp(amp)
-    maybe_compile = (lambda m: torch.compile(m, backend=backend)) if compile_ else (lambda m: m)
+    maybe_compile = ((lambda m: torch.compile(m, backend=backend, mode=None if mode == "default" else mode))
+                     if compile_ else (lambda m: m))
 
     if kind.startswith("kws_search"):
         s = sizes["kws"]
@@ -222,7 +224,8 @@ def _reset_peak(torch, device) -> None:
 
 
 def measure(kind: str, device_name: str, tiny: bool, amp: bool, compile_: bool, repeats: int,
-            stage: int = 0, threads: int = 0, backend: str = "inductor", before_timing=None) -> dict:
+            stage: int = 0, threads: int = 0, backend: str = "inductor", mode: str = "default",
+            before_timing=None) -> dict:
     """One (kind, amp, compile) case: step seconds, peak memory over the timed steps, warm-up seconds.
     `before_timing` runs between the warm-up (the compile) and the timed steps."""
     import torch
@@ -236,7 +239,7 @@ def measure(kind: str, device_name: str, tiny: bool, amp: bool, compile_: bool, 
     plan = plan_device(device, "auto" if amp else "off", bf16=amp)
     plan.apply()
     sizes = TINY if tiny else PAPER
-    step, extra = build_case(kind, sizes, device, plan, compile_, stage, backend)
+    step, extra = build_case(kind, sizes, device, plan, compile_, stage, backend, mode)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(fn):
@@ -488,6 +491,9 @@ def main(argv=None) -> int:
                    help="seconds the compiled cases of one wave may take to compile and warm up, side by side")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend (eager / aot_eager time Dynamo's and AOTAutograd's share)")
+    p.add_argument("--compile-mode", default="default",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile mode (reduce-overhead: CUDA graphs, the lever for launch-bound steps)")
     p.add_argument("--budget", type=float, default=290.0,
                    help="seconds for the whole run: cases not measured by then are reported as such")
     p.add_argument("--threads", type=int, default=None,
@@ -530,7 +536,8 @@ def main(argv=None) -> int:
             name = f"{kind}#{stage + 1}" if kind == "pdarts_search" else kind
             for var, comp in VARIANTS:
                 args = dict(kind=kind, device_name=str(device), tiny=tiny, amp=var == "amp", compile_=comp,
-                            repeats=repeats, stage=stage, threads=threads, backend=a.compile_backend)
+                            repeats=repeats, stage=stage, threads=threads, backend=a.compile_backend,
+                            mode=a.compile_mode)
                 key = (name, var + ("+compile" if comp else ""))
                 if not comp:
                     eager.append((key, args))
