@@ -328,8 +328,12 @@ class _Child:
 
     def _read(self):
         for line in self.proc.stdout:
-            if line.startswith("{"):
-                self.lines.put(json.loads(line))
+            try:  # the child's results; anything else a library printed is skipped
+                got = json.loads(line) if line.startswith("{") else None
+            except json.JSONDecodeError:
+                got = None
+            if isinstance(got, dict):
+                self.lines.put(got)
         self.lines.put(None)  # exited
 
     def _read_err(self):
