@@ -4,8 +4,9 @@
 #
 # Real corpus:       ./run.sh --corpus-dir /data/speech_commands_v0.01   (downloaded there if absent)
 # Synthetic corpus:  ./run.sh --synth true   (small profile conf/synth.yaml; from an empty recipe dir
-#                    10.9 min on 2 CPU cores of an AMD EPYC on 2026-12-04 with --random-archs 0 (make
-#                    demo; every model 40 epochs); earlier code and profiles: 27.1 min on 2026-12-02,
+#                    13.4 min on 2 CPU cores of an AMD EPYC on 2026-12-04 with --random-archs 0 (make
+#                    demo; search 12 epochs, every model 40 epochs; 10.9 min with a 6-epoch search);
+#                    earlier code and profiles: 27.1 min on 2026-12-02,
 #                    17.4 min on a faster day; stages 4-6 alone took 43.7 min with --seeds 3 as two
 #                    1-thread jobs on 2026-12-03)
 # Own data dirs:     ./run.sh --stage 3 --train-set data/mytrain --valid-set data/mydev --test-set data/mytest
