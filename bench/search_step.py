@@ -297,20 +297,6 @@ def train_bench(net: str, settings, batch: int, repeats: int) -> dict:
     return res
 
 
-def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
-
-
 # ---------------------------------------------------------------------------------------------
 
 def run_child(kw: dict, threads: int) -> dict:
@@ -333,7 +319,10 @@ def child(kw: dict):
     if what == "train":
         return train_bench(**kw)
     if what == "matmul":
-        return {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
+        import torch
+        from gpu import matmul_gflops  # bench/gpu.py, beside this script
+
+        return {dt: matmul_gflops(torch.device("cpu"), dt, 2048) for dt in ("fp32", "bf16")}
     raise ValueError(what)
 
 
